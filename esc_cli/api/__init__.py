@@ -1,0 +1,9 @@
+"""The public Python API: what the CLI calls and what other programs may call.
+
+`esc_cli.api.loading` loads networks; the front ends live beside it (`images`, `video`,
+`models`). Only this layer composes weights, model, engine and io.
+"""
+
+from esc_cli.api.loading import ModelSource, load_model
+
+__all__ = ["ModelSource", "load_model"]

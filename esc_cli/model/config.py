@@ -1,0 +1,73 @@
+"""The frozen description of one ESC network, and the named variants as one-line builders."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+Variant = Literal["esc", "esc-fp", "esc-real"]
+Upsampler = Literal["pixelshuffle", "nearest-conv", "dysample"]
+
+
+@dataclass(frozen=True)
+class ESCConfig:
+    """Every hyper-parameter of an ESC-family network.
+
+    All of them can be read back from a state dict's tensor shapes
+    (`esc_cli.model.detect.config_from_state_dict`).
+    """
+
+    variant: Variant = "esc"
+    scale: int = 4
+    dim: int = 64
+    pdim: int = 16
+    kernel_size: int = 13
+    n_blocks: int = 3
+    conv_blocks: int = 5
+    window_size: int = 32
+    num_heads: int = 4
+    exp_ratio: float = 1.25
+    use_ln: bool = False
+    upsampler: Upsampler = "pixelshuffle"
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of the fields."""
+        return asdict(self)
+
+    def with_scale(self, scale: int) -> "ESCConfig":
+        """The same network at another upscaling factor."""
+        return replace(self, scale=scale)
+
+
+def esc_light(scale: int = 4) -> ESCConfig:
+    return ESCConfig("esc", scale, 64, 16, 13, 3, 5, 32, 4, 1.25, False, "pixelshuffle")
+
+
+def esc(scale: int = 4) -> ESCConfig:
+    return ESCConfig("esc", scale, 64, 16, 13, 5, 5, 32, 4, 1.25, False, "pixelshuffle")
+
+
+def esc_xl(scale: int = 4) -> ESCConfig:
+    return ESCConfig("esc", scale, 192, 48, 13, 8, 5, 48, 12, 1.25, True, "pixelshuffle")
+
+
+def esc_fp(scale: int = 4) -> ESCConfig:
+    return ESCConfig("esc-fp", scale, 48, 16, 13, 5, 5, 32, 3, 1.25, True, "pixelshuffle")
+
+
+def esc_real(scale: int = 4) -> ESCConfig:
+    return ESCConfig("esc-real", scale, 64, 16, 13, 10, 5, 32, 4, 2.0, True, "nearest-conv")
+
+
+def esc_real_dysample(scale: int = 4) -> ESCConfig:
+    return ESCConfig("esc-real", scale, 64, 16, 13, 10, 5, 32, 4, 2.0, True, "dysample")
+
+
+NAMED_VARIANTS = {
+    "esc-light": esc_light,
+    "esc": esc,
+    "esc-xl": esc_xl,
+    "esc-fp": esc_fp,
+    "esc-real": esc_real,
+    "esc-real-dysample": esc_real_dysample,
+}

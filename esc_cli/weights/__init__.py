@@ -1,0 +1,1 @@
+"""Checkpoint files, the model catalog and the Hugging Face Hub."""

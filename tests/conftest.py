@@ -1,0 +1,35 @@
+"""Shared fixtures: thread count, fixture paths, tiny random models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN = FIXTURES / "golden"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return GOLDEN
+
+
+@pytest.fixture
+def tiny_config():
+    """A small ESC config (window 8) that runs in milliseconds."""
+    from esc_cli.model import ESCConfig
+
+    return ESCConfig("esc", 2, 16, 8, 7, 1, 2, 8, 2, 1.25, False, "pixelshuffle")
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    """A random-weight tiny ESC x2 in eval mode."""
+    from esc_cli.model import build_network
+
+    torch.manual_seed(0)
+    return build_network(tiny_config).eval().requires_grad_(False)
