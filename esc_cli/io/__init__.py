@@ -1,0 +1,1 @@
+"""Reading and writing user files: images, video, and atomic outputs."""
