@@ -61,3 +61,13 @@ class VideoError(EscError):
 
 class EngineError(EscError):
     """Inference failed in a way tiling and precision fallbacks could not recover."""
+
+
+class Terminated(BaseException):
+    """Raised by a command's SIGTERM handler so `finally` blocks and temp-file cleanup run.
+
+    A `BaseException` (like `KeyboardInterrupt`), so per-item `except Exception` in batch
+    loops cannot swallow it; the command exits with `EXIT_TERMINATED` (143).
+    """
+
+    exit_code = EXIT_TERMINATED

@@ -1,41 +1,443 @@
-"""Interim whole-image upscaler with the final API; the tiled engine replaces its body."""
+"""The tiled upscaler: bounded memory, seamless tiles, batched, any device and precision.
+
+The input images and the output canvas live in host memory; only tiles (a batch of
+crops) visit the device. See docs/engine.md for the design and the measurements
+behind each default.
+"""
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import copy
+import gc
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
+from esc_cli.engine.devices import auto_tile, dtype_name, resolve_device, resolve_dtype
 from esc_cli.engine.progress import ProgressCallback, TileProgress
+from esc_cli.engine.stats import StatsHook
+from esc_cli.engine.tiling import Span, Tile, aligned_overlap, aligned_tile, blend_window, plan_tiles
+from esc_cli.errors import EngineError, UsageError
+
+# Default overlap between neighbouring tiles, in input pixels (rounded to the window grid).
+DEFAULT_OVERLAP = 32
+# Width of the feather band, as a share of the overlap (the band sits in its middle).
+FEATHER_SHARE = 0.5
+# The smallest tile OOM halving goes down to before giving up.
+MIN_TILE = 16
+# Most tiles per forward pass chosen automatically on accelerators (CPU: 1).
+MAX_AUTO_BATCH = 8
+
+
+class EngineWarning(RuntimeWarning):
+    """Something the engine recovered from (precision fallback, smaller tiles)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA's `torch.OutOfMemoryError` and MPS/other backends' "out of memory" errors."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@dataclass
+class _Batch:
+    """A batch in flight: which (image, tile) items, the output (host, maybe still copying)."""
+
+    images: list[int]
+    tiles: list[Tile]
+    output: Optional[Tensor]  # [B, 3, s*h, s*w] float32, host
+    finite: Optional[Tensor]  # [B] bool, host
+    event: Optional["torch.cuda.Event"]
+
+
+class _OutOfMemory(Exception):
+    """Internal: the device ran out of memory at `tile` with `batch` items per pass."""
 
 
 class Upscaler:
-    """Runs a network over `[3, H, W]` float images in `[0, 1]` held in host memory."""
+    """Runs an ESC network over `[3, H, W]` float images in `[0, 1]` held in host memory.
+
+    - `device`: "auto"/None picks cuda, then mps, then cpu.
+    - `dtype`: None picks bf16 (CUDA cards with bf16) or fp16 on CUDA/MPS, fp32 on CPU.
+      A tile whose output holds NaN/Inf is redone in fp32 (one `EngineWarning`).
+    - `tile`: side of the input patch the model sees, in input pixels, rounded down to the
+      model's attention window grid; 0 = whole image; None = automatic from free memory.
+      Out of memory halves it (and first the batch) and starts the image again.
+    - `overlap`: pixels neighbouring tiles share (rounded to the window grid, at most half
+      a tile); None = `DEFAULT_OVERLAP`. The blend is a linear feather in its middle.
+    - `batch_size`: tiles (or frames) per forward pass; None = automatic.
+    - `whole_image_stats`: give every tile the whole image's ConvAttn statistics (one
+      extra, cheaper pass over the image); see docs/engine.md.
+    - `progress`: called with a `TileProgress` after every batch.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         *,
         device: Union[str, torch.device, None] = None,
-        dtype: Optional[torch.dtype] = None,
+        dtype: Union[str, torch.dtype, None] = None,
         tile: Optional[int] = None,
         overlap: Optional[int] = None,
         batch_size: Optional[int] = None,
         progress: Optional[ProgressCallback] = None,
+        whole_image_stats: bool = True,
     ) -> None:
-        self.device = torch.device(device or "cpu")
-        self.dtype = dtype or torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
-        self.scale = int(model.scale)
+        if tile is not None and tile < 0:
+            raise UsageError(f"tile must be 0 (whole image), a positive size or automatic, got {tile}")
+        if overlap is not None and overlap < 0:
+            raise UsageError(f"overlap must be >= 0, got {overlap}")
+        if batch_size is not None and batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.scale = int(getattr(model, "scale"))
+        self.align = int(getattr(model, "window_size", 1) or 1)
         self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
         self.progress = progress
+        self.whole_image_stats = whole_image_stats
+        self.pinned = self.device.type == "cuda"
+        # Learned limits: after an out-of-memory, never go above these again.
+        self._tile_limit: Optional[int] = None
+        self._batch_limit: Optional[int] = None
+        self._fp32_model: Optional[nn.Module] = None
+        self._hook: Optional[StatsHook] = None
+        self._warned: set[str] = set()
+        self._notice = ""
+        #: The tile side and batch size the last call ended with (0 = whole image).
+        self.last_tile: Optional[int] = None
+        self.last_batch: Optional[int] = None
 
-    @torch.inference_mode()
+    # ------------------------------------------------------------------ public API
+
     def upscale(self, image: Tensor) -> Tensor:
-        """`[3, H, W]` float in `[0, 1]` (host) -> `[3, sH, sW]` float (host), clamped to `[0, 1]`."""
-        x = image.to(self.device, self.dtype).unsqueeze(0)
-        y = self.model(x).float().clamp_(0, 1)[0].cpu()
-        if self.progress is not None:
-            self.progress(TileProgress(1, 1, 0, str(self.device), str(self.dtype).removeprefix("torch.")))
-        return y
+        """`[3, H, W]` float in `[0, 1]` (host) -> `[3, sH, sW]` float32 (host), clamped to `[0, 1]`."""
+        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise UsageError(f"upscale expects a [3, H, W] float tensor, got {shape}")
+        return self.upscale_batch(image.unsqueeze(0))[0]
+
+    def upscale_batch(self, images: Tensor) -> Tensor:
+        """`[N, 3, H, W]` float in `[0, 1]` (host, equal-size frames) -> `[N, 3, sH, sW]` float32 (host).
+
+        Same tiling as `upscale`; the same tile of several frames shares a forward pass,
+        and each frame keeps its own statistics. Frame n of the result equals
+        `upscale(images[n])`.
+        """
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise UsageError(f"upscale_batch expects an [N, 3, H, W] float tensor, got {shape}")
+        if not images.is_floating_point():
+            raise UsageError(f"expected float pixels in [0, 1], got {images.dtype}")
+        if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+            raise UsageError(f"cannot upscale an empty tensor of shape {tuple(images.shape)}")
+        images = images.detach().to("cpu", torch.float32).contiguous()
+        while True:
+            tile, batch = self._choose(images.shape[2], images.shape[3], images.shape[0])
+            try:
+                with torch.inference_mode():
+                    out = self._run(images, tile, batch)
+            except _OutOfMemory:
+                self._shrink(tile, batch, images.shape[2], images.shape[3])
+                continue
+            self.last_tile, self.last_batch = tile, batch
+            return out
+
+    # ------------------------------------------------------------------ choices
+
+    def _choose(self, height: int, width: int, frames: int) -> tuple[int, int]:
+        """Tile side (0 = whole image) and batch size for an image of this size."""
+        side = max(height, width)
+        if self.tile is None:
+            tile = auto_tile(self.model, self.device, self.dtype, self.align)
+        else:
+            tile = self.tile
+        if self._tile_limit is not None:
+            tile = self._tile_limit if tile == 0 else min(tile, self._tile_limit)
+        if tile != 0:
+            tile = aligned_tile(tile, self.align)
+            if tile >= side:
+                tile = 0
+        if self.batch_size is not None:
+            batch = self.batch_size
+        elif self.device.type == "cpu":
+            batch = 1
+        else:
+            area = (side if tile == 0 else tile) ** 2
+            fit = auto_tile(self.model, self.device, self.dtype, 1) ** 2 // max(1, area)
+            batch = max(1, min(MAX_AUTO_BATCH, fit))
+        if self._batch_limit is not None:
+            batch = min(batch, self._batch_limit)
+        return tile, batch
+
+    def _shrink(self, tile: int, batch: int, height: int, width: int) -> None:
+        """After an out-of-memory: halve the batch, else halve the tile; give up below `MIN_TILE`."""
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if batch > 1:
+            self._batch_limit = batch // 2
+            self._notify("oom-batch", f"out of memory on {self.device}: batch {batch} -> {batch // 2}")
+            return
+        current = tile if tile != 0 else max(height, width)
+        half = current // 2
+        if half >= self.align:
+            half = aligned_tile(half, self.align)
+        if half < MIN_TILE:
+            raise EngineError(
+                f"out of memory on {self.device} even with {current}-pixel tiles; "
+                "free device memory or use --device cpu"
+            )
+        self._tile_limit = half
+        self._notify("oom-tile", f"out of memory on {self.device}: tile {current} -> {half}")
+
+    def _overlap(self, tile: int) -> int:
+        want = DEFAULT_OVERLAP if self.overlap is None else self.overlap
+        return aligned_overlap(want, tile, self.align)
+
+    # ------------------------------------------------------------------ the passes
+
+    def _run(self, images: Tensor, tile: int, batch: int) -> Tensor:
+        n, _, height, width = images.shape
+        overlap = self._overlap(tile) if tile else 0
+        feather = overlap * FEATHER_SHARE
+        plan = plan_tiles(height, width, tile, overlap, feather)
+        layers = list(getattr(self.model, "conv_attn_layers", lambda: [])())
+        use_stats = self.whole_image_stats and len(plan) > 1 and bool(layers)
+        stats_plan = plan_tiles(height, width, tile, 0, 0.0) if use_stats else []
+        items = [(i, t) for t in plan for i in range(n)]
+        stats_items = [(i, t) for t in stats_plan for i in range(n)]
+        self._counter = _Counter(len(items) + len(stats_items), tile, batch)
+        hook: Optional[StatsHook] = None
+        try:
+            if use_stats:
+                hook = StatsHook(layers, n, self.device)
+                self._install(hook)
+                for _ in self._stream(images, stats_items, batch, hook, "stats"):
+                    pass
+                hook.finish_recording(height * width)
+                if not all(bool(torch.isfinite(m).all()) for m in hook.means or []):
+                    hook = self._fp32_stats(images, stats_items, layers, height * width)
+                    self._install(hook)
+            canvas = torch.zeros(n, 3, height * self.scale, width * self.scale)
+            for done in self._stream(images, items, batch, hook, "upscale"):
+                self._blend(canvas, done)
+            return canvas
+        finally:
+            self._install(None)
+
+    def _install(self, hook: Optional[StatsHook]) -> None:
+        """Put `hook` into the model (and its fp32 copy, when there is one), or remove it."""
+        self._hook = hook
+        for model in (self.model, self._fp32_model):
+            if model is not None and hasattr(model, "set_stats_hook"):
+                if hook is not None and model is not self.model:
+                    hook.alias(list(model.conv_attn_layers()))
+                model.set_stats_hook(hook)
+
+    def _stream(
+        self,
+        images: Tensor,
+        items: Sequence[tuple[int, Tile]],
+        batch: int,
+        hook: Optional[StatsHook],
+        phase: str,
+    ) -> Iterator[_Batch]:
+        """Run `items` in batches of equal-shape tiles; yield each finished batch in order.
+
+        One batch stays in flight: on CUDA the next batch is queued before the previous
+        one's output is waited for, so host-side blending overlaps device work.
+        """
+        keep = phase == "upscale"
+        pending: Optional[_Batch] = None
+        for group in _batches(items, batch):
+            current = self._launch(images, group, hook, keep)
+            if pending is not None:
+                yield self._finish(images, pending, hook, phase)
+            pending = current
+        if pending is not None:
+            yield self._finish(images, pending, hook, phase)
+
+    def _launch(
+        self, images: Tensor, group: list[tuple[int, Tile]], hook: Optional[StatsHook], keep: bool
+    ) -> _Batch:
+        idx = [i for i, _ in group]
+        tiles = [t for _, t in group]
+        if hook is not None:
+            hook.set_batch(idx, tiles)
+        try:
+            x = self._upload(images, idx, tiles)
+            y = self.model(x)
+            if not keep:
+                return _Batch(idx, tiles, None, None, None)
+            finite = torch.isfinite(y).flatten(1).all(dim=1)
+            y = y.clamp_(0, 1).float()
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
+            if is_out_of_memory(exc):
+                raise _OutOfMemory() from None
+            raise
+        output, finite_host, event = self._download(y, finite)
+        return _Batch(idx, tiles, output, finite_host, event)
+
+    def _upload(self, images: Tensor, idx: list[int], tiles: list[Tile]) -> Tensor:
+        """Stack the crops on the host (pinned for CUDA) and send them to the device."""
+        h, w = tiles[0].shape
+        host = torch.empty((len(idx), 3, h, w), pin_memory=self.pinned)
+        for b, (i, t) in enumerate(zip(idx, tiles)):
+            host[b].copy_(images[i, :, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop])
+        x = host.to(self.device, non_blocking=self.pinned)
+        return x.to(self.dtype)
+
+    def _download(self, y: Tensor, finite: Tensor) -> tuple[Tensor, Tensor, Optional["torch.cuda.Event"]]:
+        """Start copying a batch's output to the host; CUDA copies are asynchronous."""
+        if self.device.type == "cpu":
+            return y, finite, None
+        out = torch.empty(y.shape, dtype=torch.float32, pin_memory=self.pinned)
+        flags = torch.empty(finite.shape, dtype=torch.bool, pin_memory=self.pinned)
+        out.copy_(y, non_blocking=self.pinned)
+        flags.copy_(finite, non_blocking=self.pinned)
+        event = None
+        if self.pinned:
+            event = torch.cuda.Event()
+            event.record()
+        return out, flags, event
+
+    def _finish(self, images: Tensor, batch: _Batch, hook: Optional[StatsHook], phase: str) -> _Batch:
+        if batch.event is not None:
+            batch.event.synchronize()
+        if batch.finite is not None and not bool(batch.finite.all()):
+            self._redo_fp32(images, batch, hook)
+        self._counter.done += len(batch.images)
+        self._report(phase)
+        return batch
+
+    # ------------------------------------------------------------------ fallbacks
+
+    def _fp32(self) -> nn.Module:
+        """A float32 copy of the model (made once), sharing the current statistics hook."""
+        if self._fp32_model is None:
+            if self.dtype == torch.float32:
+                self._fp32_model = self.model
+            else:
+                hook = self._hook
+                self._install(None)
+                self._fp32_model = copy.deepcopy(self.model).float()
+                self._install(hook)
+        return self._fp32_model
+
+    def _redo_fp32(self, images: Tensor, batch: _Batch, hook: Optional[StatsHook]) -> None:
+        """Redo the items of `batch` whose output is not finite with an fp32 copy of the model."""
+        assert batch.output is not None and batch.finite is not None
+        model = self._fp32()
+        self._notify(
+            "nan",
+            f"{dtype_name(self.dtype)} produced NaN/Inf on {self.device}; redoing those tiles in float32",
+        )
+        for b in torch.nonzero(~batch.finite).flatten().tolist():
+            i, t = batch.images[b], batch.tiles[b]
+            if hook is not None:
+                hook.set_batch([i], [t])
+            x = self._upload(images, [i], [t]).float()
+            y = model(x)
+            if not bool(torch.isfinite(y).all()):
+                raise EngineError("the model produced NaN/Inf even in float32: the weights are broken")
+            batch.output[b].copy_(y[0].clamp_(0, 1))
+
+    def _fp32_stats(
+        self, images: Tensor, items: Sequence[tuple[int, Tile]], layers: list, pixels: int
+    ) -> StatsHook:
+        """Statistics recorded in low precision overflowed: record them again in fp32."""
+        self._notify(
+            "nan",
+            f"{dtype_name(self.dtype)} produced NaN/Inf on {self.device}; computing statistics in float32",
+        )
+        model = self._fp32()
+        hook = StatsHook(layers, int(images.shape[0]), self.device)
+        self._install(hook)
+        for group in _batches(items, 1):
+            idx, tiles = [i for i, _ in group], [t for _, t in group]
+            hook.set_batch(idx, tiles)
+            model(self._upload(images, idx, tiles).float())
+        hook.finish_recording(pixels)
+        if not all(bool(torch.isfinite(m).all()) for m in hook.means or []):
+            raise EngineError("the model produced NaN/Inf even in float32: the weights are broken")
+        return hook
+
+    # ------------------------------------------------------------------ output
+
+    def _blend(self, canvas: Tensor, batch: _Batch) -> None:
+        """Add each tile's weighted output into the canvas (weights sum to one per pixel)."""
+        assert batch.output is not None
+        s = self.scale
+        for b, (i, t) in enumerate(zip(batch.images, batch.tiles)):
+            r0, r1, wr = _window(t.rows, s)
+            c0, c1, wc = _window(t.cols, s)
+            y = batch.output[b, :, r0:r1, c0:c1]  # owned by the engine: weight in place
+            if wr is not None:
+                y.mul_(wr.view(1, -1, 1))
+            if wc is not None:
+                y.mul_(wc.view(1, 1, -1))
+            oy, ox = t.rows.start * s, t.cols.start * s
+            canvas[i, :, oy + r0 : oy + r1, ox + c0 : ox + c1].add_(y)
+
+    # ------------------------------------------------------------------ reporting
+
+    def _notify(self, key: str, message: str) -> None:
+        """Warn once per kind per Upscaler; the message also rides on the next progress event."""
+        self._notice = message
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, EngineWarning, stacklevel=4)
+
+    def _report(self, phase: str) -> None:
+        if self.progress is None:
+            self._notice = ""
+            return
+        c = self._counter
+        event = TileProgress(
+            total_tiles=c.total,
+            done_tiles=c.done,
+            tile_size=c.tile,
+            device=str(self.device),
+            dtype=dtype_name(self.dtype),
+            phase=phase,
+            batch_size=c.batch,
+            notice=self._notice,
+        )
+        self._notice = ""
+        self.progress(event)
+
+
+@dataclass
+class _Counter:
+    total: int
+    tile: int
+    batch: int
+    done: int = 0
+
+
+@lru_cache(maxsize=4096)
+def _window(span: Span, scale: int) -> tuple[int, int, Optional[Tensor]]:
+    return blend_window(span, scale)
+
+
+def _batches(items: Sequence[tuple[int, Tile]], size: int) -> Iterator[list[tuple[int, Tile]]]:
+    """Consecutive groups of at most `size` items of equal tile shape, largest shapes first."""
+    by_shape: dict[tuple[int, int], list[tuple[int, Tile]]] = {}
+    for item in items:
+        by_shape.setdefault(item[1].shape, []).append(item)
+    for shape in sorted(by_shape, key=lambda s: -s[0] * s[1]):
+        group = by_shape[shape]
+        for k in range(0, len(group), size):
+            yield group[k : k + size]
+
+
+__all__: Sequence[str] = ["EngineWarning", "Upscaler", "is_out_of_memory"]

@@ -93,6 +93,10 @@ class WindowAttention(nn.Module):
     through fused `scaled_dot_product_attention`, and put back by a second gather.
     """
 
+    # ESC-light's 4 x 1024 x 1024 fp32 bias is 16 MiB per block and worth keeping; ESC-XL's
+    # 12 x 2304 x 2304 is 243 MiB per block, cheaper to gather again than to hold 8 of.
+    BIAS_CACHE_BYTES = 64 * 2**20
+
     def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
         super().__init__()
         self.dim = dim
@@ -120,9 +124,11 @@ class WindowAttention(nn.Module):
         key = (table._version, table.data_ptr(), table.device, dtype)
         if not needs_grad and self._bias_cache is not None and self._bias_cache[0] == key:
             return self._bias_cache[1]
-        index = self._bias_index(table.device)
+        index = self._index_cache.get(("bias", table.device))
+        if index is None:
+            index = self._index_cache[("bias", table.device)] = self._bias_index(table.device)
         bias = table[:, index].to(dtype)
-        if not needs_grad:
+        if not needs_grad and bias.numel() * bias.element_size() <= self.BIAS_CACHE_BYTES:
             self._bias_cache = (key, bias.detach())
         return bias
 

@@ -1,0 +1,155 @@
+"""Device and precision choice, free-memory probes and the automatic tile size."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Union
+
+import torch
+
+from esc_cli.errors import UsageError
+
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+# CPU tiles larger than this gain no speed, only memory (see docs/engine.md).
+CPU_TILE_CAP = 512
+# Largest automatic tile on accelerators; bigger tiles only cost memory and latency.
+ACCEL_TILE_CAP = 2048
+# Share of the free memory the automatic tile size may plan to use.
+MEMORY_SHARE_CUDA = 0.6
+MEMORY_SHARE_CPU = 0.25
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """`None`/"auto" -> cuda, then mps, then cpu; anything else is parsed and checked."""
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UsageError(f"device {device!r} requested but MPS is not available; use --device cpu")
+    elif dev.type != "cpu":
+        raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) -> torch.dtype:
+    """`None`/"auto" -> bf16 on CUDA cards that support it, else fp16 on CUDA/MPS, fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        chosen = dtype
+    elif dtype is None or dtype.strip().lower() in ("", "auto"):
+        if device.type == "cuda":
+            return torch.bfloat16 if _cuda_bf16(device) else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    else:
+        key = dtype.strip().lower()
+        if key not in DTYPES:
+            raise UsageError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
+        chosen = DTYPES[key]
+    if chosen not in (torch.float32, torch.float16, torch.bfloat16):
+        raise UsageError(f"unsupported dtype {chosen}; use fp32, fp16 or bf16")
+    if chosen is torch.bfloat16 and device.type == "cuda" and not _cuda_bf16(device):
+        raise UsageError(f"{device} does not support bf16; use --dtype fp16")
+    return chosen
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    try:
+        major, _ = torch.cuda.get_device_capability(device)
+    except (RuntimeError, AssertionError):
+        return False
+    return major >= 8
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.bfloat16` -> "bfloat16"."""
+    return str(dtype).removeprefix("torch.")
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes the engine may still allocate on `device` (an estimate on CPU and MPS)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return available_ram()
+
+
+def available_ram() -> int:
+    """`MemAvailable` from /proc/meminfo, else physical memory, else 4 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def bytes_per_pixel(model: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> float:
+    """Peak working memory of one forward per input pixel, for `model`'s config.
+
+    Fitted to peaks measured with `benchmarks/bench_engine.py --memory` (docs/engine.md):
+    the live feature maps scale with `dim` and the expansion of ConvFFN, the attention
+    with heads x window area when the fused kernel is unavailable (CPU, MPS).
+    """
+    cfg = getattr(model, "config", None)
+    dim = getattr(cfg, "dim", 64)
+    ratio = max(2.0, getattr(cfg, "exp_ratio", 2.0))
+    heads = getattr(cfg, "num_heads", 4)
+    window = getattr(cfg, "window_size", 32)
+    scale = getattr(cfg, "scale", 4)
+    elem = torch.tensor([], dtype=dtype).element_size()
+    features = (6 + 3 * ratio) * dim + 6 * scale * scale
+    attention = 0.0 if device.type == "cuda" else 2.0 * heads * window * window
+    return (features + attention) * elem
+
+
+def auto_tile(
+    model: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    align: int,
+    *,
+    batch: int = 1,
+    free: Optional[int] = None,
+) -> int:
+    """The largest aligned tile side whose forward (x `batch`) fits the memory share of `device`."""
+    if free is None:
+        free = free_memory(device)
+    share = MEMORY_SHARE_CUDA if device.type == "cuda" else MEMORY_SHARE_CPU
+    cap = CPU_TILE_CAP if device.type == "cpu" else ACCEL_TILE_CAP
+    per_px = bytes_per_pixel(model, dtype, device) * max(1, batch)
+    side = int(math.sqrt(max(0.0, free * share) / per_px))
+    side = min(side, cap)
+    return max(align, (side // align) * align)
