@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -50,7 +50,6 @@ from esc_cli.io.video import (
     concat_list,
     mux,
     needs_even,
-    pix_fmt_depth,
     probe,
     remove_quietly,
 )
@@ -596,7 +595,11 @@ def upscale_video(
     model_scale = int(getattr(network, "scale", 1))
     settings = default_settings(output, info, codec, crf, preset, pix_fmt)
     seg_frames = max(1, round(segment_seconds * float(info.fps))) if resume else None
-    workdir = resume_dir(output) if resume else Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
+    if resume:
+        workdir = resume_dir(output)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
     job = prepare_job(source, output, info=info, scale=scale, settings=settings, segment_frames=seg_frames,
                       workdir=workdir, model_id=f"{model or ''}:{_model_digest(network)}")
     if job.enc_size != job.out_size:
