@@ -96,6 +96,11 @@ class Upscaler:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        # Full-precision weights for the NaN/Inf fallback, kept on the host (ESC models are small).
+        self._fp32_source: Optional[nn.Module] = None
+        if self.dtype != torch.float32:
+            with torch.inference_mode(False), torch.no_grad():
+                self._fp32_source = copy.deepcopy(model).to("cpu", torch.float32)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.scale = int(getattr(model, "scale"))
         self.align = int(getattr(model, "window_size", 1) or 1)
@@ -322,15 +327,15 @@ class Upscaler:
     # ------------------------------------------------------------------ fallbacks
 
     def _fp32(self) -> nn.Module:
-        """A float32 copy of the model (made once), sharing the current statistics hook."""
+        """The float32 model on the device (made from the original weights on first use)."""
         if self._fp32_model is None:
-            if self.dtype == torch.float32:
+            if self.dtype == torch.float32 or self._fp32_source is None:
                 self._fp32_model = self.model
             else:
-                hook = self._hook
-                self._install(None)
-                self._fp32_model = copy.deepcopy(self.model).float()
-                self._install(hook)
+                with torch.inference_mode(False):
+                    self._fp32_model = self._fp32_source.to(self.device).eval()
+                self._fp32_source = None
+            self._install(self._hook)
         return self._fp32_model
 
     def _redo_fp32(self, images: Tensor, batch: _Batch, hook: Optional[StatsHook]) -> None:

@@ -1,0 +1,431 @@
+"""Unit tests of the tiled engine on tiny random models and simulated devices."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from esc_cli.engine import TileProgress, Upscaler
+from esc_cli.engine import devices as devmod
+from esc_cli.engine.stats import StatsHook
+from esc_cli.engine.tiling import aligned_overlap, aligned_tile, blend_window, plan_axis, plan_tiles
+from esc_cli.engine.upscaler import EngineWarning, is_out_of_memory
+from esc_cli.errors import EngineError, UsageError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tiles on 2 shared, busy cores: one intra-op thread avoids spin-wait storms."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A `[3, h, w]` image with structure at several scales (not white noise)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, max(2, h // 8), max(2, w // 8), generator=g)
+    img = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
+    return (img + 0.05 * torch.rand(3, h, w, generator=g)).clamp(0, 1)
+
+
+class PixelModel(nn.Module):
+    """A context-free "network": nearest upscaling of a per-pixel function. Tiling must be exact."""
+
+    def __init__(self, scale: int = 2, window_size: int = 8) -> None:
+        super().__init__()
+        self.scale = scale
+        self.window_size = window_size
+        self.calls: list[tuple[int, ...]] = []
+        self.gain = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(x.shape))
+        y = (x * self.gain) ** 2 * 0.9 + 0.05
+        return F.interpolate(y, scale_factor=self.scale, mode="nearest")
+
+
+class OomAbove(nn.Module):
+    """Wraps a model; raises `torch.OutOfMemoryError` when a pass holds more than `limit` pixels."""
+
+    def __init__(self, inner: nn.Module, limit: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.limit = limit
+        self.scale = inner.scale
+        self.window_size = inner.window_size
+        self.ooms = 0
+
+    def conv_attn_layers(self):
+        return self.inner.conv_attn_layers()
+
+    def set_stats_hook(self, hook) -> None:
+        self.inner.set_stats_hook(hook)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] * x.shape[2] * x.shape[3] > self.limit:
+            self.ooms += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return self.inner(x)
+
+
+class NanUnlessFp32(nn.Module):
+    """Wraps a model; returns NaN in the first tile of every low-precision pass."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.scale = inner.scale
+        self.window_size = inner.window_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        if x.dtype != torch.float32:
+            y = y.clone()
+            y[0, 0, 0, 0] = float("nan")
+            y[0, 1, 0, 0] = float("inf")
+        return y
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(100, 32, 8), (64, 16, 8), (33, 16, 0), (17, 16, 8), (8, 16, 4)])
+def test_axis_plan_covers_and_partitions(length, tile, overlap):
+    spans = plan_axis(length, tile, overlap, overlap / 2)
+    assert spans[0].start == 0 and spans[-1].stop == length
+    for a, b in zip(spans, spans[1:]):
+        assert b.start == a.stop - overlap or b is spans[-1]
+        assert a.own_stop == b.own_start  # owned regions partition the axis
+        assert b.start <= a.own_stop <= a.stop
+    assert spans[0].own_start == 0 and spans[-1].own_stop == length
+    assert all(s.size <= max(tile, 1) or len(spans) == 1 for s in spans)
+    assert all(s.start % max(1, tile - overlap) == 0 for s in spans)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("feather", [0.0, 4.0, 8.0])
+def test_blend_weights_sum_to_one(scale, feather):
+    length = 70
+    total = torch.zeros(length * scale)
+    for span in plan_axis(length, 24, 8, feather):
+        lo, hi, w = blend_window(span, scale)
+        o = span.start * scale
+        total[o + lo : o + hi] += 1.0 if w is None else w
+        assert (w is None) or (w.min() > 0 and w.max() <= 1)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
+
+
+def test_alignment_helpers():
+    assert aligned_tile(100, 32) == 96 and aligned_tile(64, 32) == 64 and aligned_tile(20, 32) == 20
+    assert aligned_overlap(20, 64, 32) == 32 and aligned_overlap(10, 64, 32) == 0
+    assert aligned_overlap(64, 64, 32) == 32  # at most half a tile
+    assert aligned_overlap(9, 20, 32) == 9
+
+
+def test_plan_tiles_shapes_align_to_window():
+    tiles = plan_tiles(100, 75, 32, 8, 4.0)
+    assert {t.rows.start for t in tiles} == {0, 24, 48, 72}
+    assert all(t.rows.start % 8 == 0 and t.cols.start % 8 == 0 for t in tiles)
+    assert tiles[-1].rows.stop == 100 and tiles[-1].cols.stop == 75
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("tile,overlap", [(8, 0), (16, 8), (24, 8), (40, 16)])
+def test_context_free_model_tiles_exactly(tile, overlap):
+    model = PixelModel(scale=3)
+    x = torch.rand(3, 37, 50)
+    whole = model(x[None])[0].clamp(0, 1)
+    out = Upscaler(model, device="cpu", tile=tile, overlap=overlap).upscale(x)
+    assert out.shape == (3, 111, 150) and out.dtype == torch.float32 and out.device.type == "cpu"
+    assert torch.allclose(out, whole, atol=1e-6)
+    assert max(c[2] for c in model.calls[1:]) <= tile  # the model never saw more than a tile
+
+
+def test_tile_zero_is_whole_image_inference(tiny_model):
+    x = smooth_image(29, 41)
+    with torch.inference_mode():
+        whole = tiny_model(x[None])[0].clamp(0, 1)
+    up = Upscaler(tiny_model, device="cpu", tile=0)
+    assert torch.equal(up.upscale(x), whole)
+    assert up.last_tile == 0
+
+
+def test_tiled_tiny_model_is_close_to_whole(tiny_model):
+    x = smooth_image(48, 56)
+    with torch.inference_mode():
+        whole = tiny_model(x[None])[0].clamp(0, 1)
+    out = Upscaler(tiny_model, device="cpu", tile=24, overlap=8).upscale(x)
+    assert out.min() >= 0 and out.max() <= 1
+    assert psnr(out, whole) > 40
+    hard = Upscaler(tiny_model, device="cpu", tile=24, overlap=0).upscale(x)
+    assert psnr(out, whole) > psnr(hard, whole)  # overlap + feather beats hard seams
+
+
+class RecordingUpscaler(Upscaler):
+    """Keeps every statistics hook the engine installs."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.hooks: list[StatsHook] = []
+        super().__init__(*args, **kwargs)
+
+    def _install(self, hook) -> None:
+        if hook is not None:
+            self.hooks.append(hook)
+        super()._install(hook)
+
+
+def test_whole_image_statistics_are_replayed(tiny_model):
+    """With recorded statistics each layer sees (an estimate of) the whole image's means."""
+    x = smooth_image(40, 40)
+    layers = list(tiny_model.conv_attn_layers())
+    true_means: list[torch.Tensor] = []
+    with torch.inference_mode():
+        tiny_model.set_stats_hook(lambda layer, x1: true_means.append(x1.mean((2, 3))) or true_means[-1])
+        tiny_model(x[None])
+        tiny_model.set_stats_hook(None)
+    up = RecordingUpscaler(tiny_model, device="cpu", tile=16, overlap=8)
+    up.upscale(x)
+    assert up.hooks and up.hooks[0].means is not None and not up.hooks[0].recording
+    assert len(up.hooks[0].means) == len(layers) == len(true_means)
+    # The first layer's input depends on no earlier statistics: its estimate is exact up
+    # to the tile-border effects of the convolutions before it.
+    first = true_means[0][0]
+    assert (up.hooks[0].means[0][0] - first).abs().max() < 0.05 * first.abs().max() + 1e-3
+    assert all(layer.stats_hook is None for layer in layers)  # removed afterwards
+    # Without the statistics pass no hook is installed at all.
+    plain = RecordingUpscaler(tiny_model, device="cpu", tile=16, overlap=8, whole_image_stats=False)
+    plain.upscale(x)
+    assert plain.hooks == []
+
+
+def test_stats_hook_records_exact_means_of_partition():
+    layer = nn.Identity()
+    x = torch.rand(2, 5, 30, 44)
+    tiles = plan_tiles(30, 44, 16, 8, 4.0)
+    hook = StatsHook([layer], 2, torch.device("cpu"))
+    for t in tiles:
+        crop = x[:, :, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
+        hook.set_batch([0, 1], [t, t])
+        local = hook(layer, crop)
+        assert torch.allclose(local, crop.mean((2, 3)))
+    hook.finish_recording(30 * 44)
+    assert torch.allclose(hook.means[0], x.mean((2, 3)), atol=1e-5)
+    hook.set_batch([1, 0, 1], tiles[:3])
+    replay = hook(layer, x[:1].expand(3, -1, -1, -1))
+    assert torch.allclose(replay, x.mean((2, 3))[[1, 0, 1]], atol=1e-5)
+
+
+def test_upscale_batch_matches_frames_one_by_one(tiny_model):
+    frames = torch.stack([smooth_image(24, 40, seed=s) for s in range(3)])
+    up = Upscaler(tiny_model, device="cpu", tile=16, overlap=8, batch_size=4)
+    batch = up.upscale_batch(frames)
+    assert batch.shape == (3, 3, 48, 80)
+    single = Upscaler(tiny_model, device="cpu", tile=16, overlap=8, batch_size=1)
+    for n in range(3):
+        assert torch.allclose(batch[n], single.upscale(frames[n]), atol=1e-5)
+
+
+def test_batching_groups_tiles_into_one_pass():
+    model = PixelModel(scale=2)
+    Upscaler(model, device="cpu", tile=16, overlap=0, batch_size=4).upscale(torch.rand(3, 32, 64))
+    assert model.calls and model.calls[0][0] == 4 and len(model.calls) == 2
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_progress_events(tiny_model):
+    events: list[TileProgress] = []
+    Upscaler(tiny_model, device="cpu", tile=16, overlap=8, progress=events.append).upscale(smooth_image(40, 40))
+    assert events
+    totals = {e.total_tiles for e in events}
+    assert len(totals) == 1
+    done = [e.done_tiles for e in events]
+    assert done == sorted(done) and done[-1] == events[-1].total_tiles
+    assert {e.phase for e in events} == {"stats", "upscale"}
+    assert all(e.tile_size == 16 and e.device == "cpu" and e.dtype == "float32" for e in events)
+
+
+# ----------------------------------------------------------------------------- out of memory
+
+
+def test_out_of_memory_halves_tile_and_redoes_it(tiny_model):
+    x = smooth_image(64, 64)
+    wrapped = OomAbove(tiny_model, limit=16 * 16)
+    events: list[TileProgress] = []
+    up = Upscaler(wrapped, device="cpu", tile=64, overlap=8, progress=events.append)
+    with pytest.warns(EngineWarning, match="out of memory"):
+        out = up.upscale(x)
+    assert wrapped.ooms >= 2  # 64 -> 32 -> 16
+    assert up.last_tile == 16
+    assert events[-1].tile_size == 16
+    assert any("out of memory" in e.notice for e in events)
+    reference = Upscaler(tiny_model, device="cpu", tile=16, overlap=8).upscale(x)
+    assert torch.allclose(out, reference, atol=1e-6)
+    # The limit is remembered: the next image starts at 16 without another failure.
+    before = wrapped.ooms
+    up.upscale(x)
+    assert wrapped.ooms == before
+
+
+def test_out_of_memory_halves_batch_first(tiny_model):
+    wrapped = OomAbove(tiny_model, limit=2 * 16 * 16)
+    up = Upscaler(wrapped, device="cpu", tile=16, overlap=8, batch_size=8)
+    with pytest.warns(EngineWarning):
+        up.upscale(smooth_image(40, 40))
+    assert up.last_batch == 2 and up.last_tile == 16
+
+
+def test_out_of_memory_whole_image_falls_back_to_tiles(tiny_model):
+    wrapped = OomAbove(tiny_model, limit=20 * 20)
+    up = Upscaler(wrapped, device="cpu", tile=0)
+    with pytest.warns(EngineWarning):
+        out = up.upscale(smooth_image(40, 40))
+    assert out.shape == (3, 80, 80) and up.last_tile == 16
+
+
+def test_out_of_memory_below_minimum_is_a_clean_error(tiny_model):
+    up = Upscaler(OomAbove(tiny_model, limit=4), device="cpu", tile=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EngineWarning)
+        with pytest.raises(EngineError, match="out of memory"):
+            up.upscale(smooth_image(40, 40))
+
+
+def test_out_of_memory_detection():
+    assert is_out_of_memory(torch.OutOfMemoryError("x"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_other_model_errors_propagate(tiny_model):
+    class Broken(nn.Module):
+        scale, window_size = 2, 8
+
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Upscaler(Broken(), device="cpu", tile=0).upscale(torch.rand(3, 8, 8))
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+def test_nan_tiles_are_redone_in_fp32_with_one_warning(tiny_model):
+    x = smooth_image(32, 32)
+    reference = Upscaler(tiny_model, device="cpu", dtype=torch.float32, tile=16, overlap=8).upscale(x)
+    wrapped = NanUnlessFp32(tiny_model)
+    events: list[TileProgress] = []
+    up = Upscaler(wrapped, device="cpu", dtype="bf16", tile=16, overlap=8, progress=events.append)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = up.upscale(x)
+        up.upscale(x)
+    engine_warnings = [w for w in caught if issubclass(w.category, EngineWarning)]
+    assert len(engine_warnings) == 1 and "float32" in str(engine_warnings[0].message)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert any("NaN" in e.notice for e in events)
+    assert up.dtype == torch.bfloat16 and next(tiny_model.parameters()).dtype == torch.bfloat16
+    # bf16 elsewhere, fp32 in the redone tiles: close to the fp32 reference.
+    assert psnr(out, reference) > 30
+
+
+def test_nan_even_in_fp32_is_an_engine_error():
+    class AlwaysNan(PixelModel):
+        def forward(self, x):
+            return super().forward(x) * float("nan")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EngineWarning)
+        with pytest.raises(EngineError, match="NaN"):
+            Upscaler(AlwaysNan(), device="cpu", dtype="bf16", tile=0).upscale(torch.rand(3, 8, 8))
+
+
+# ----------------------------------------------------------------------------- devices, dtypes, sizes
+
+
+def test_device_and_dtype_resolution(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devmod.resolve_device(None) == torch.device("cpu") or devmod.resolve_device(None).type == "mps"
+    assert devmod.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UsageError, match="CUDA"):
+        devmod.resolve_device("cuda")
+    with pytest.raises(UsageError):
+        devmod.resolve_device("tpu")
+    cpu = torch.device("cpu")
+    assert devmod.resolve_dtype(None, cpu) == torch.float32
+    assert devmod.resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert devmod.resolve_dtype("auto", torch.device("mps")) == torch.float16
+    with pytest.raises(UsageError):
+        devmod.resolve_dtype("int8", cpu)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))
+    assert devmod.resolve_dtype(None, torch.device("cuda", 0)) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))
+    assert devmod.resolve_dtype(None, torch.device("cuda", 0)) == torch.float16
+    with pytest.raises(UsageError, match="bf16"):
+        devmod.resolve_dtype("bf16", torch.device("cuda", 0))
+
+
+def test_auto_device_prefers_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert devmod.resolve_device("auto") == torch.device("cuda", 0)
+
+
+def test_auto_tile_follows_free_memory(tiny_model, monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    small = devmod.auto_tile(tiny_model, cpu, torch.float32, 8, free=64 << 20)
+    large = devmod.auto_tile(tiny_model, cpu, torch.float32, 8, free=64 << 30)
+    assert small % 8 == 0 and 8 <= small < large
+    assert large == devmod.CPU_TILE_CAP  # capped on CPU
+    # CUDA: free memory comes from torch.cuda.mem_get_info (simulated here).
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (256 << 20, 80 << 30))
+    t1 = devmod.auto_tile(tiny_model, cuda, torch.float16, 8)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (16 << 30, 80 << 30))
+    t2 = devmod.auto_tile(tiny_model, cuda, torch.float16, 8)
+    assert 8 <= t1 < t2 <= devmod.ACCEL_TILE_CAP
+    per_px = devmod.bytes_per_pixel(tiny_model, torch.float16, cuda)
+    assert t1 * t1 * per_px <= (256 << 20) * devmod.MEMORY_SHARE_CUDA
+
+
+def test_automatic_tile_whole_image_when_it_fits(tiny_model):
+    up = Upscaler(tiny_model, device="cpu")
+    out = up.upscale(smooth_image(20, 30))
+    assert out.shape == (3, 40, 60) and up.last_tile == 0
+
+
+def test_input_validation(tiny_model):
+    up = Upscaler(tiny_model, device="cpu", tile=0)
+    with pytest.raises(UsageError):
+        up.upscale(torch.rand(1, 3, 8, 8))
+    with pytest.raises(UsageError):
+        up.upscale(torch.rand(4, 8, 8))
+    with pytest.raises(UsageError):
+        up.upscale_batch(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(UsageError):
+        Upscaler(tiny_model, device="cpu", tile=-1)
+    with pytest.raises(UsageError):
+        Upscaler(tiny_model, device="cpu", batch_size=0)
+
+
+def test_input_is_not_modified(tiny_model):
+    x = smooth_image(20, 20)
+    copy = x.clone()
+    Upscaler(tiny_model, device="cpu", tile=8, overlap=0).upscale(x)
+    assert torch.equal(x, copy)
