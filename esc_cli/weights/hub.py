@@ -1,0 +1,347 @@
+"""The only module of `esc` that talks to the network: files from the Hugging Face Hub.
+
+Downloads go through `huggingface_hub.hf_hub_download` into the standard cache, so
+`HF_HOME`/`HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and `HF_TOKEN` mean what they
+mean for every other Hub tool. On top of the library this module
+
+- asks the Hub once, with one bounded request (`$ESC_HUB_TIMEOUT`, default 4 s, no
+  retries), before handing over to the library: an unreachable or hanging endpoint fails
+  in that time instead of after the library's ~23 s (refused) to minutes (hanging) of
+  retries, and a missing repository, file or revision gets a one-line message;
+- refuses an ETag that could not be a plain file name (the library uses it as the blob's
+  name: `../` would write outside the cache), then downloads the commit that request
+  resolved, and checks that the blob landed inside the cache;
+- checks the bytes' sha256 against the pin given (or, without a pin, against an ETag that
+  is a sha256, which is what the Hub advertises for LFS files): on a mismatch the blob
+  and its snapshot link are deleted and `IntegrityError` raised;
+- sends no token unless `HF_TOKEN` is set (a token saved by `hf auth login` is not sent:
+  the endpoint may be a mirror);
+- answers from the cache without any request when the file is there (an unpinned branch
+  is refreshed only when asked, by `esc models pull`).
+
+Progress goes to a callback `(bytes_done, bytes_total_or_None)`; with none, the library's
+own bar is shown on a terminal (silenced by `HF_HUB_DISABLE_PROGRESS_BARS=1`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from esc_cli.errors import DownloadError, IntegrityError
+from esc_cli.weights.digest import is_sha256, sha256_file
+from esc_cli.weights.refs import HubRef
+
+ProgressCallback = Callable[[int, Optional[int]], None]
+"""Called with (bytes downloaded so far, total bytes or None) as a download advances."""
+
+DEFAULT_TIMEOUT = 4.0
+TIMEOUT_ENV = "ESC_HUB_TIMEOUT"
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_SAFE_ETAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
+_TRUE = {"1", "on", "yes", "true"}
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Where and how to reach the Hub, resolved from arguments and the environment."""
+
+    endpoint: str
+    cache_dir: Path
+    offline: bool
+    token: Union[str, bool]
+    timeout: float
+
+    def __repr__(self) -> str:  # never print a token
+        return (
+            f"HubSettings(endpoint={self.endpoint!r}, cache_dir={str(self.cache_dir)!r}, offline={self.offline}, "
+            f"token={'set' if self.token else 'none'}, timeout={self.timeout})"
+        )
+
+
+def settings(
+    *,
+    endpoint: Optional[str] = None,
+    cache_dir: Union[str, Path, None] = None,
+    offline: Optional[bool] = None,
+    timeout: Optional[float] = None,
+) -> HubSettings:
+    """Resolve the endpoint, cache folder, offline flag, token and timeout.
+
+    Defaults come from huggingface_hub (which reads `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`
+    and `HF_HUB_OFFLINE` when it is imported); `HF_HUB_OFFLINE` set later also counts.
+    The token is `$HF_TOKEN` or none at all. The timeout is `$ESC_HUB_TIMEOUT` or 4 s.
+    """
+    from huggingface_hub import constants
+
+    if offline is None:
+        offline = bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get(TIMEOUT_ENV, "") or DEFAULT_TIMEOUT)
+        except ValueError:
+            timeout = DEFAULT_TIMEOUT
+    timeout = min(max(timeout, 0.1), 60.0)
+    token: Union[str, bool] = os.environ.get("HF_TOKEN", "").strip() or False
+    return HubSettings(
+        endpoint=(endpoint or constants.ENDPOINT).rstrip("/"),
+        cache_dir=Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser(),
+        offline=offline,
+        token=token,
+        timeout=timeout,
+    )
+
+
+def storage_folder(ref: HubRef, cache_dir: Path) -> Path:
+    """The cache folder of `ref`'s repository (`models--owner--name`)."""
+    owner, name = ref.repo_id.split("/")
+    return cache_dir / f"models--{owner}--{name}"
+
+
+def cached_file(ref: HubRef, *, cache_dir: Union[str, Path, None] = None) -> Optional[Path]:
+    """The cached copy of `ref` (its revision resolved through the cache's refs), or None. No network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = settings(cache_dir=cache_dir).cache_dir if cache_dir is None else Path(cache_dir)
+    found = try_to_load_from_cache(ref.repo_id, ref.filename, cache_dir=str(cache), revision=ref.revision)
+    if isinstance(found, str) and os.path.isfile(found):
+        return Path(found)
+    return None
+
+
+def remove_cached(ref: HubRef, path: Path, *, cache_dir: Path) -> None:
+    """Delete a cached file: its blob (only inside this repo's `blobs/`) and its snapshot link."""
+    blobs = (storage_folder(ref, cache_dir) / "blobs").resolve()
+    try:
+        target = path.resolve()
+    except OSError:
+        target = None
+    if target is not None and target.parent == blobs and target.is_file():
+        target.unlink()
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+
+
+def verify_cached(ref: HubRef, path: Path) -> Optional[bool]:
+    """Check a cached file against `ref.sha256`, else against its blob name when that is a sha256.
+
+    Returns True (matches), False (differs) or None (nothing to compare against).
+    """
+    expected = ref.sha256
+    if expected is None:
+        blob_name = path.resolve().name
+        expected = blob_name if is_sha256(blob_name) else None
+    if expected is None:
+        return None
+    return sha256_file(path) == expected
+
+
+def fetch(
+    ref: HubRef,
+    *,
+    refresh: bool = False,
+    progress: Union[ProgressCallback, bool, None] = None,
+    endpoint: Optional[str] = None,
+    cache_dir: Union[str, Path, None] = None,
+    offline: Optional[bool] = None,
+    timeout: Optional[float] = None,
+) -> Path:
+    """Return a verified local path of `ref`, downloading it into the Hub cache if needed.
+
+    A cached copy is used without any request unless `refresh` is set and the revision is
+    a branch or tag (then the Hub is asked for its current commit; on a network failure
+    the cached copy is still used). A cached copy that fails its pinned sha256 is deleted
+    and fetched again. `progress`: a callback, False for no bar, None for the library's bar.
+
+    Raises `DownloadError` (unreachable, offline and not cached, missing repository, file
+    or revision, refused ETag, transfer failure) or `IntegrityError` (bytes differ from the
+    sha256); both name the reference and the fix.
+    """
+    conf = settings(endpoint=endpoint, cache_dir=cache_dir, offline=offline, timeout=timeout)
+    cached = cached_file(ref, cache_dir=conf.cache_dir)
+    if cached is not None and ref.sha256 is not None and sha256_file(cached) != ref.sha256:
+        remove_cached(ref, cached, cache_dir=conf.cache_dir)
+        cached = None
+    pinned_revision = _COMMIT_RE.fullmatch(ref.revision) is not None
+    if cached is not None and (not refresh or pinned_revision or conf.offline):
+        return cached
+    if conf.offline:
+        raise DownloadError(
+            f"{ref}: not in the cache ({conf.cache_dir}) and HF_HUB_OFFLINE is set; "
+            "unset it and run `esc models pull` once with network access"
+        )
+    meta = _resolve(ref, conf, cached)
+    if meta is None:  # network failure with a cached copy at hand
+        assert cached is not None
+        return cached
+    return _download(ref, conf, meta, progress)
+
+
+@dataclass(frozen=True)
+class _Meta:
+    commit: str
+    etag: str
+    size: Optional[int]
+
+
+def _resolve(ref: HubRef, conf: HubSettings, cached: Optional[Path]) -> Optional[_Meta]:
+    """One bounded HEAD for `ref`: its commit, ETag and size; None if unreachable but cached."""
+    import httpx2
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub.file_download import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(ref.repo_id, ref.filename, revision=ref.revision, endpoint=conf.endpoint)
+    start = time.monotonic()
+    try:
+        meta = get_hf_file_metadata(
+            url, token=conf.token, timeout=conf.timeout, endpoint=conf.endpoint, retry_on_errors=False
+        )
+    except (httpx2.TransportError, hf_errors.OfflineModeIsEnabled, OSError) as exc:
+        if isinstance(exc, hf_errors.HfHubHTTPError):
+            raise _http_error(ref, conf, exc) from None
+        if cached is not None:
+            return None
+        waited = time.monotonic() - start
+        reason = _short(exc) or type(exc).__name__
+        raise DownloadError(
+            f"{ref}: cannot reach {conf.endpoint} ({reason}; gave up after {waited:.1f} s); "
+            "check the connection or HF_ENDPOINT, or use a cached or local model"
+        ) from None
+    except hf_errors.HfHubHTTPError as exc:  # pragma: no cover - HfHubHTTPError is an OSError
+        raise _http_error(ref, conf, exc) from None
+    commit, etag = meta.commit_hash, meta.etag
+    if commit is None or not _COMMIT_RE.fullmatch(commit):
+        raise DownloadError(f"{ref}: {conf.endpoint} sent no valid X-Repo-Commit; is HF_ENDPOINT a Hub-compatible server?")
+    if etag is None or not _SAFE_ETAG.fullmatch(etag) or ".." in etag:
+        raise DownloadError(f"{ref}: refused the ETag {etag!r} from {conf.endpoint}: it is not a plain file name")
+    return _Meta(commit, etag, meta.size)
+
+
+def _http_error(ref: HubRef, conf: HubSettings, exc: Exception) -> DownloadError:
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(exc, hf_errors.GatedRepoError):
+        return DownloadError(f"{ref}: {ref.repo_id} is gated; accept its terms on the Hub and set HF_TOKEN")
+    if isinstance(exc, hf_errors.RepositoryNotFoundError):
+        return DownloadError(
+            f"{ref}: repository {ref.repo_id} not found on {conf.endpoint} "
+            "(or private: set HF_TOKEN); check the name, or ESC_HUB_ORG for a mirror"
+        )
+    if isinstance(exc, hf_errors.RevisionNotFoundError):
+        return DownloadError(f"{ref}: revision {ref.revision!r} not found in {ref.repo_id}; check the branch, tag or commit after '@'")
+    if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
+        return DownloadError(f"{ref}: no file {ref.filename!r} in {ref.repo_id} at {ref.revision}; check the path in the repository")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return DownloadError(f"{ref}: {conf.endpoint} answered HTTP {status}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[ProgressCallback, bool, None]) -> Path:
+    """Download the commit `meta` resolved, record the ref, and check location and sha256."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    import httpx2
+
+    tqdm_class = None
+    if progress is False:
+        tqdm_class = _silent_bar()
+    elif callable(progress):
+        tqdm_class = _callback_bar(progress)
+    try:
+        pointer = hf_hub_download(
+            ref.repo_id,
+            ref.filename,
+            revision=meta.commit,
+            cache_dir=str(conf.cache_dir),
+            endpoint=conf.endpoint,
+            token=conf.token,
+            etag_timeout=conf.timeout,
+            tqdm_class=tqdm_class,
+        )
+    except hf_errors.HfHubHTTPError as exc:
+        raise _http_error(ref, conf, exc) from None
+    except (httpx2.TransportError, hf_errors.LocalEntryNotFoundError, OSError) as exc:
+        raise DownloadError(f"{ref}: download from {conf.endpoint} failed ({_short(exc)}); run the command again") from None
+    path = Path(pointer)
+    folder = storage_folder(ref, conf.cache_dir)
+    blob = path.resolve()
+    if blob.parent != (folder / "blobs").resolve():
+        if path.is_symlink():
+            path.unlink()
+        raise DownloadError(f"{ref}: the downloaded file resolved outside the cache ({blob}); refused")
+    _write_ref(folder, ref.revision, meta.commit)
+    expected = ref.sha256 or (meta.etag if is_sha256(meta.etag) else None)
+    if expected is not None:
+        actual = sha256_file(path)
+        if actual != expected:
+            remove_cached(ref, path, cache_dir=conf.cache_dir)
+            what = "the pinned sha256" if ref.sha256 else "the sha256 the server advertised"
+            raise IntegrityError(
+                f"{ref}: downloaded bytes have sha256 {actual[:16]}..., not {what} {expected[:16]}...; "
+                "the file was deleted: try again, or report a corrupted upload or mirror"
+            )
+    return path
+
+
+def _write_ref(folder: Path, revision: str, commit: str) -> None:
+    """Record `refs/<revision> = commit` as the library does, so offline runs find the file."""
+    if revision == commit:
+        return
+    ref_path = folder / "refs" / revision
+    if ".." in Path(revision).parts:  # revisions were validated when parsed; be strict anyway
+        return
+    ref_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref_path.with_name(f".{ref_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref_path)
+
+
+class _BarBase:
+    """The subset of the tqdm interface huggingface_hub's HTTP download uses."""
+
+    callback: Optional[ProgressCallback] = None
+
+    def __init__(self, *args, total: Optional[float] = None, initial: float = 0, **kwargs) -> None:
+        self.total = int(total) if total is not None else None
+        self.n = int(initial or 0)
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            type(self).callback(self.n, self.total)  # type: ignore[misc]
+
+    def update(self, n: float = 1) -> None:
+        self.n += int(n)
+        self._report()
+
+    def close(self) -> None:
+        pass
+
+    def refresh(self, *args, **kwargs) -> None:
+        pass
+
+    def set_description(self, *args, **kwargs) -> None:
+        pass
+
+    def __enter__(self) -> "_BarBase":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _callback_bar(callback: ProgressCallback) -> type:
+    return type("_CallbackBar", (_BarBase,), {"callback": staticmethod(callback)})
+
+
+def _silent_bar() -> type:
+    return type("_SilentBar", (_BarBase,), {"callback": None})
