@@ -60,7 +60,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception as exc:  # click usage errors carry their own exit code
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        try:  # typer >= 0.26 vendors its own click: its exceptions are other classes
+            from typer._click.exceptions import ClickException as _TyperClickException
+        except ImportError:  # pragma: no cover
+            _TyperClickException = click.exceptions.ClickException
+        if isinstance(exc, (click.exceptions.ClickException, _TyperClickException)):
             exc.show()
             return exc.exit_code if exc.exit_code else EXIT_USAGE
         raise
