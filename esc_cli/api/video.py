@@ -409,7 +409,17 @@ def join_segments(job: VideoJob, *, overwrite: bool = False, notice: Optional[No
         video_args = concat_list(paths, durations, job.workdir / "segments.ffconcat")
     offset = float(info.timestamps[0] * info.time_base) - info.start_time
     with atomic_output(job.output, [info.path], overwrite=overwrite) as tmp:
-        return mux(video_args, info, tmp, video_offset=offset if abs(offset) > 1e-6 else 0.0, notice=notice)
+        streams = mux(video_args, info, tmp, video_offset=offset if abs(offset) > 1e-6 else 0.0, notice=notice)
+        _default_mode(tmp)
+    return streams
+
+
+def _default_mode(path: Path) -> None:
+    """Give a temp file (created 0600) the mode a new file would get under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~mask)
 
 
 # --------------------------------------------------------------------------- whole video
