@@ -148,7 +148,7 @@ def pix_fmt_depth(pix_fmt: str) -> int:
 _STREAM_RE = re.compile(r"^\s*Stream #\d+:(\d+)(?:\[0x[0-9a-f]+\])?(?:\(([^)]*)\))?: (\w+): (\S+?),?(?: |$)(.*)$")
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?), start: (-?\d+(?:\.\d+)?)")
 _DURATION_NA_RE = re.compile(r"Duration: N/A, start: (-?\d+(?:\.\d+)?)")
-_SIZE_RE = re.compile(r"\b(\d{1,6})x(\d{1,6})\b")
+_SIZE_RE = re.compile(r"(?:^|[ ,])([1-9]\d{0,5})x([1-9]\d{0,5})(?=[ ,\[]|$)")
 _FPS_RE = re.compile(r"(\d+(?:\.\d+)?k?) (fps|tbr)\b")
 _SAR_RE = re.compile(r"\[SAR (\d+):(\d+)")
 _ROT_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
