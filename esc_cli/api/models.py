@@ -1,19 +1,122 @@
 """Turning a model reference (catalog name, file, hf:// URL, or nothing) into a loaded network.
 
-Interim: local files only. The weights work extends `open_model` to catalog names,
-`hf://` references and the default choice per scale with the bundled fallback.
+Without a reference the best official model for the scale is used (`esc-dflip-x{2,3,4}`,
+see `esc_cli.weights.catalog.default_entry`); when it is neither cached nor reachable
+within the Hub timeout (4 s), the bundled default for that scale is used instead, with a
+one-line notice through `warn`. An explicit reference never falls back.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 import torch
 
 from esc_cli.api.loading import load_model
-from esc_cli.errors import ModelNotFoundError
+from esc_cli.errors import CheckpointError, DownloadError, IntegrityError, ModelNotFoundError
 from esc_cli.model import ESCNetwork
+from esc_cli.weights import catalog, hub
+from esc_cli.weights.catalog import CatalogEntry
+from esc_cli.weights.digest import sha256_file
+from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, parse_ref
+
+Progress = Union[hub.ProgressCallback, bool, None]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model reference resolved to a local file.
+
+    `entry` is the catalog row when the reference named one (or was the default);
+    `fallback_from` is the official entry that could not be had when the bundled
+    default stands in for it.
+    """
+
+    path: Path
+    ref: ModelRef
+    entry: Optional[CatalogEntry] = None
+    fallback_from: Optional[CatalogEntry] = None
+
+
+def hub_ref(entry: CatalogEntry) -> HubRef:
+    """The Hub file of an official catalog row (organisation from $ESC_HUB_ORG)."""
+    if entry.bundled or entry.repo_id is None or entry.revision is None:
+        raise ValueError(f"{entry.name} is bundled, not on the Hub")
+    return HubRef(entry.repo_id, entry.filename, entry.revision, entry.sha256)
+
+
+def bundled_file(entry: CatalogEntry) -> Path:
+    """The file of a bundled row, checked against its pinned sha256 when the table has one."""
+    path = catalog.bundled_path(entry)
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"{entry.name}: the bundled file {path} is missing; reinstall esc or choose another model (esc models list)"
+        )
+    if entry.sha256 is not None and sha256_file(path) != entry.sha256:
+        raise IntegrityError(f"{path}: does not match the sha256 pinned for {entry.name}; reinstall esc")
+    return path
+
+
+def resolve_entry(entry: CatalogEntry, *, refresh: bool = False, progress: Progress = None) -> Path:
+    """Local path of a catalog row: the bundled file, or the Hub file (cached or downloaded)."""
+    if entry.bundled:
+        return bundled_file(entry)
+    return hub.fetch(hub_ref(entry), refresh=refresh, progress=progress)
+
+
+def resolve_model(
+    ref: Optional[str],
+    *,
+    scale: Optional[float] = 4,
+    warn: Optional[Callable[[str], None]] = None,
+    progress: Progress = None,
+) -> ResolvedModel:
+    """Resolve a `--model` value (or None for the default) to a local checkpoint file.
+
+    Raises `ModelNotFoundError`, `DownloadError`/`IntegrityError` or `UsageError` with a
+    one-line message; only the default (ref=None) falls back to the bundled model.
+    """
+    if ref is None:
+        return _resolve_default(scale, warn, progress)
+    parsed = parse_ref(ref, scale=scale)
+    if isinstance(parsed, FileRef):
+        return ResolvedModel(parsed.path, parsed)
+    if isinstance(parsed, HubRef):
+        return ResolvedModel(hub.fetch(parsed, progress=progress), parsed)
+    return ResolvedModel(resolve_entry(parsed.entry, progress=progress), parsed, parsed.entry)
+
+
+def _resolve_default(scale: Optional[float], warn: Optional[Callable[[str], None]], progress: Progress) -> ResolvedModel:
+    entry = catalog.default_entry(scale)
+    try:
+        return ResolvedModel(resolve_entry(entry, progress=progress), CatalogRef(entry), entry)
+    except DownloadError as exc:  # includes IntegrityError
+        try:
+            fallback = catalog.fallback_entry(scale)
+            path = bundled_file(fallback)
+        except (ModelNotFoundError, IntegrityError):
+            raise exc from None
+        if warn is not None:
+            reason = "not in the cache" if "HF_HUB_OFFLINE" in str(exc) else "could not be downloaded"
+            warn(
+                f"{entry.name} {reason}; using the bundled {fallback.name} (lower quality); "
+                f"run `esc models pull {entry.name}` when online"
+            )
+        return ResolvedModel(path, CatalogRef(fallback), fallback, fallback_from=entry)
+
+
+def check_against_entry(network: ESCNetwork, entry: Optional[CatalogEntry], path: Path) -> None:
+    """Refuse a file whose network is not the one the catalog row describes."""
+    if entry is None:
+        return
+    expected = entry.expected_config()
+    if expected is not None and network.config != expected:
+        raise CheckpointError(
+            f"{path}: holds {network.variant} x{network.scale} ({network.config}), not {entry.name}; "
+            "delete it from the cache and pull it again"
+        )
 
 
 def open_model(
@@ -23,11 +126,19 @@ def open_model(
     device: Union[str, torch.device] = "cpu",
     dtype: torch.dtype = torch.float32,
     warn: Optional[Callable[[str], None]] = None,
+    progress: Progress = None,
 ) -> ESCNetwork:
-    """Load the network `ref` names; with `ref=None` the best model for `scale`."""
-    if ref is None:
-        raise ModelNotFoundError("no default model yet; pass --model FILE")
-    path = Path(ref)
-    if path.exists():
-        return load_model(path, device=device, dtype=dtype)
-    raise ModelNotFoundError(f"{ref}: no such model file or catalog name; see `esc models list`")
+    """Load the network `ref` names; with `ref=None` the best official model for `scale`.
+
+    `ref`: a catalog name (`esc-light-x4`, or a family such as `esc-light`, which takes the
+    scale chosen for `scale`), a local `.pth`/`.safetensors` file, or
+    `hf://owner/repo/path.safetensors[@revision][#sha256=hex]`. The default is ESC-DFLIP at
+    the smallest scale >= `scale` (x4 above 4), falling back to the bundled default with a
+    one-line `warn` when it can be neither found in the cache nor reached within 4 s.
+    Returns an eval-mode network on `device`/`dtype` mapping `[B, 3, H, W]` RGB in `[0, 1]`
+    to `[B, 3, sH, sW]`, where s is the network's own scale (`.scale`).
+    """
+    resolved = resolve_model(ref, scale=scale, warn=warn, progress=progress)
+    network = load_model(resolved.path, device=device, dtype=dtype)
+    check_against_entry(network, resolved.entry, resolved.path)
+    return network
