@@ -447,6 +447,12 @@ class VideoResult:
     notices: tuple[str, ...]
 
 
+def _version() -> str:
+    from esc_cli import __version__
+
+    return __version__
+
+
 def _model_digest(network: nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(network.state_dict().items()):
@@ -520,28 +526,6 @@ def _open_workdir(job: VideoJob, resume: bool, say: NoticeFn) -> int:
     return 0
 
 
-def _parse_device(device: Union[str, torch.device, None]) -> Optional[str]:
-    if device is None:
-        return None
-    device = str(device).strip().lower()
-    return None if device in ("", "auto") else device
-
-
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-           "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def _parse_dtype(dtype: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    key = dtype.strip().lower()
-    if key in ("", "auto"):
-        return None
-    if key not in _DTYPES:
-        raise UsageError(f"--dtype {dtype}: choose auto, fp32, fp16 or bf16")
-    return _DTYPES[key]
-
-
 def upscale_video(
     source: Union[str, Path],
     output: Union[str, Path, None] = None,
@@ -593,8 +577,10 @@ def upscale_video(
     if output.suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".nut", ".ts", ".mts"):
         raise UsageError(f"{output}: unknown video container; use .mp4, .mkv, .mov or .webm")
     info = probe(source)
-    torch_dtype = _parse_dtype(dtype)
-    dev = _parse_device(device)
+    from esc_cli.api.images import parse_device, parse_dtype
+
+    torch_dtype = dtype if isinstance(dtype, torch.dtype) else parse_dtype(dtype)
+    dev = parse_device(str(device)) if device is not None else None
     if network is None:
         from esc_cli.api.models import open_model
 
@@ -617,6 +603,9 @@ def upscale_video(
             f"{job.enc_size[0]}x{job.enc_size[1]} (edge pixels repeated)")
     if info.is_vfr:
         say("variable frame rate: every frame keeps its source timestamp")
+    passes = passes_for(scale, model_scale)
+    if model_scale ** passes != scale:
+        say(f"model is x{model_scale}; -s {scale:g} runs it {passes}x and resamples (antialiased bicubic)")
     processor = FrameProcessor(upscaler, model_scale=model_scale, scale=scale, in_size=(info.width, info.height),
                                out_size=job.out_size, enc_size=job.enc_size)
     device_name = str(getattr(upscaler, "device", dev or "cpu"))
@@ -635,6 +624,7 @@ def upscale_video(
                 "scale": scale, "model_scale": model_scale, "passes": processor.passes, "codec": settings.codec,
                 "pix_fmt": settings.pix_fmt, "device": device_name, "dtype": dtype_name, "tile": tile,
                 "segments": len(job.segments), "segments_done": len(done_set), "vfr": info.is_vfr,
+                "model": model or "default", "version": _version(),
             })
         state = {"done": done_frames, "t0": time.perf_counter(), "base": done_frames, "seg": 0, "segs_done": len(done_set)}
 
@@ -664,7 +654,8 @@ def upscale_video(
         input=source, output=output, frames=total, seconds=time.perf_counter() - t_start,
         in_size=(info.width, info.height), out_size=job.enc_size, fps_in=float(info.fps),
         codec=settings.codec, pix_fmt=settings.pix_fmt, device=device_name, dtype=dtype_name,
-        tile=getattr(upscaler, "tile", tile), segments=len(job.segments), segments_reused=reused,
+        tile=getattr(upscaler, "last_tile", None) if getattr(upscaler, "last_tile", None) is not None else tile,
+        segments=len(job.segments), segments_reused=reused,
         streams=streams, notices=tuple(notices),
     )
 

@@ -2,8 +2,9 @@
 
 Exit codes as for `esc upscale`: 0 done, 2 usage error, 3 nothing could be done (bad input,
 no model, ffmpeg failure), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
-`--json` prints one JSON object per line on stdout: `start`, periodic `progress`, then `done`
-or `failed`, then `summary`.
+`--json` prints one JSON object per line on stdout, with the `esc upscale` contract:
+`start`, `item_start`, periodic `progress` (frames), one `item` (status "done" or "failed"),
+then `summary` (done/skipped/failed/seconds/exit_code/interrupted/error).
 """
 
 from __future__ import annotations
@@ -29,21 +30,19 @@ from esc_cli.cli.options import (
     QuietOption,
     TileOption,
 )
-from esc_cli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EscError
-
-
-class _Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler so cleanup runs."""
+from esc_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EscError, Terminated
 
 
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` so ffmpeg is stopped, temp files removed and the exit code is 143."""
+
     def handler(signum, frame):  # noqa: ARG001
-        raise _Terminated()
+        raise Terminated("terminated")
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. some test runners)
+    except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
@@ -58,19 +57,31 @@ def _emit(event: dict) -> None:
 
 
 class _Reporter:
-    """Rich progress on a terminal, plain lines otherwise, nothing with -q; JSON progress events."""
+    """Rich progress on a terminal, plain lines otherwise, nothing with -q; JSON events with --json."""
 
-    def __init__(self, *, quiet: bool, as_json: bool) -> None:
+    def __init__(self, *, quiet: bool, as_json: bool, source: Path, output: Optional[Path]) -> None:
         self.quiet = quiet
         self.as_json = as_json
+        self.source = source
+        self.output = output
+        self.start_info: dict = {}
         self.bar = None
         self.task = None
         self._last_json = 0.0
         self._last_line = 0.0
 
     def start(self, info: dict) -> None:
+        self.start_info = info
+        self.output = Path(info["output"])
         if self.as_json:
-            _emit({"event": "start", "command": "video", **info})
+            _emit({"event": "start", "total": 1, "model": info["model"], "model_scale": info["model_scale"],
+                   "scale": info["scale"], "passes": info["passes"], "device": info["device"], "dtype": info["dtype"],
+                   "tile": info["tile"], "version": info["version"], "command": "video", "input": info["input"],
+                   "output": info["output"], "frames": info["frames"], "fps": info["fps"], "width": info["width"],
+                   "height": info["height"], "out_width": info["out_width"], "out_height": info["out_height"],
+                   "codec": info["codec"], "pix_fmt": info["pix_fmt"], "segments": info["segments"],
+                   "segments_done": info["segments_done"], "vfr": info["vfr"]})
+            _emit({"event": "item_start", "index": 1, "total": 1, "input": info["input"], "output": info["output"]})
         if self.quiet:
             return
         err_console.print(
@@ -94,15 +105,16 @@ class _Reporter:
                 transient=False,
             )
             self.bar.start()
-            self.task = self.bar.add_task("video", total=info["frames"], completed=info.get("frames_done", 0), fps=0.0)
+            self.task = self.bar.add_task("video", total=info["frames"], completed=0, fps=0.0)
 
     def progress(self, p) -> None:
         now = time.monotonic()
         if self.as_json and (now - self._last_json >= 1.0 or p.frames_done >= p.frames_total):
             self._last_json = now
-            _emit({"event": "progress", "frames_done": p.frames_done, "frames_total": p.frames_total,
+            _emit({"event": "progress", "index": 1, "frames_done": p.frames_done, "frames_total": p.frames_total,
                    "fps": round(p.fps, 3), "eta_seconds": None if p.eta_seconds is None else round(p.eta_seconds, 1),
-                   "segment": p.segment, "segments": p.segments})
+                   "segment": p.segment, "segments": p.segments, "device": self.start_info.get("device"),
+                   "dtype": self.start_info.get("dtype")})
         if self.quiet:
             return
         if self.bar is not None:
@@ -115,7 +127,32 @@ class _Reporter:
     def notice(self, msg: str) -> None:
         if self.quiet:
             return
-        (self.bar.console if self.bar is not None else err_console).print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)
+        console = self.bar.console if self.bar is not None else err_console
+        console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)
+
+    def finished(self, result=None, *, error: Optional[str] = None, seconds: float = 0.0, exit_code: int = 0,
+                 interrupted: bool = False) -> None:
+        """Emit the `item` and `summary` events (JSON) for the one video."""
+        if not self.as_json:
+            return
+        info = self.start_info
+        if result is not None:
+            _emit({"event": "item", "index": 1, "total": 1, "status": "done", "input": str(result.input),
+                   "output": str(result.output), "seconds": round(result.seconds, 3), "tile": result.tile,
+                   "device": result.device, "dtype": result.dtype, "error": None, "reason": None,
+                   "width": result.in_size[0], "height": result.in_size[1], "out_width": result.out_size[0],
+                   "out_height": result.out_size[1], "notes": list(result.notices), "frames": result.frames,
+                   "codec": result.codec, "pix_fmt": result.pix_fmt, "segments": result.segments,
+                   "segments_reused": result.segments_reused, "streams": result.streams})
+        else:
+            _emit({"event": "item", "index": 1, "total": 1, "status": "failed", "input": str(self.source),
+                   "output": str(self.output) if self.output else None, "seconds": round(seconds, 3),
+                   "tile": info.get("tile"), "device": info.get("device"), "dtype": info.get("dtype"), "error": error,
+                   "reason": None, "width": info.get("width"), "height": info.get("height"),
+                   "out_width": info.get("out_width"), "out_height": info.get("out_height"), "notes": []})
+        ok = result is not None
+        _emit({"event": "summary", "done": int(ok), "skipped": 0, "failed": int(not ok), "seconds": round(seconds, 3),
+               "exit_code": exit_code, "ignored": 0, "interrupted": interrupted, "error": error})
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -152,45 +189,33 @@ def register(app: typer.Typer) -> None:
         """Upscale a video: every audio and subtitle stream kept, timing kept, atomic output, resumable."""
         from esc_cli.api.video import upscale_video
 
-        reporter = _Reporter(quiet=quiet, as_json=json_)
+        reporter = _Reporter(quiet=quiet, as_json=json_, source=input, output=output)
         t0 = time.perf_counter()
-        target = output
-        failed_error: Optional[str] = None
         try:
             with _sigterm_raises():
-                result = upscale_video(
-                    input, output, model=model, scale=scale, device=device, dtype=dtype, tile=tile, overlap=overlap,
-                    batch_frames=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-                    resume=resume, segment_seconds=segment_seconds, progress=reporter.progress, notice=reporter.notice,
-                    on_start=reporter.start,
-                )
-        except EscError as exc:
-            failed_error = str(exc)
-            raise
+                try:
+                    result = upscale_video(
+                        input, output, model=model, scale=scale, device=device, dtype=dtype, tile=tile, overlap=overlap,
+                        batch_frames=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
+                        resume=resume, segment_seconds=segment_seconds, progress=reporter.progress,
+                        notice=reporter.notice, on_start=reporter.start,
+                    )
+                finally:
+                    reporter.stop()
         except KeyboardInterrupt:
-            failed_error = "interrupted"
+            reporter.finished(error="interrupted", seconds=time.perf_counter() - t0, exit_code=EXIT_INTERRUPTED,
+                              interrupted=True)
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated as exc:
+            reporter.finished(error="terminated", seconds=time.perf_counter() - t0, exit_code=exc.exit_code,
+                              interrupted=True)
+            err_console.print("terminated", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except EscError as exc:
+            reporter.finished(error=str(exc), seconds=time.perf_counter() - t0, exit_code=exc.exit_code)
             raise
-        except _Terminated:
-            failed_error = "terminated"
-            reporter.stop()
-            if not quiet:
-                err_console.print("terminated", highlight=False)
-            raise typer.Exit(EXIT_TERMINATED) from None
-        finally:
-            reporter.stop()
-            if failed_error is not None and json_:
-                _emit({"event": "failed", "input": str(input), "output": str(target) if target else None,
-                       "error": failed_error, "seconds": round(time.perf_counter() - t0, 3)})
-                _emit({"event": "summary", "done": 0, "failed": 1, "skipped": 0,
-                       "seconds": round(time.perf_counter() - t0, 3),
-                       **({"interrupted": True} if failed_error in ("interrupted", "terminated") else {})})
-        if json_:
-            _emit({"event": "done", "input": str(result.input), "output": str(result.output), "seconds": round(result.seconds, 3),
-                   "frames": result.frames, "width": result.out_size[0], "height": result.out_size[1], "codec": result.codec,
-                   "pix_fmt": result.pix_fmt, "tile": result.tile, "device": result.device, "dtype": result.dtype,
-                   "segments": result.segments, "segments_reused": result.segments_reused, "streams": result.streams,
-                   "notices": list(result.notices)})
-            _emit({"event": "summary", "done": 1, "failed": 0, "skipped": 0, "seconds": round(time.perf_counter() - t0, 3)})
+        reporter.finished(result, seconds=time.perf_counter() - t0, exit_code=EXIT_OK)
         if not quiet:
             fps = result.frames / result.seconds if result.seconds > 0 else 0.0
             err_console.print(
@@ -199,6 +224,4 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
-        return 0
-
-    _ = EXIT_INTERRUPTED  # documented: Ctrl-C exits 130 through cli.app.main
+        return EXIT_OK

@@ -99,15 +99,16 @@ def test_upscale_with_audio_keeps_frames_duration_audio(assets, tmp_path, capsys
     code, events, _ = run_json(["video", str(assets["audio"]), str(out), "--model", str(assets["model"]), "-s", "2"], capsys)
     assert code == 0
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "start" and kinds[-2:] == ["done", "summary"] and "progress" in kinds
-    assert events[-1]["done"] == 1 and events[-1]["failed"] == 0
+    assert kinds[:2] == ["start", "item_start"] and kinds[-2:] == ["item", "summary"] and "progress" in kinds
+    assert events[-2]["status"] == "done" and events[-2]["frames"] == 10
+    assert events[-1]["done"] == 1 and events[-1]["failed"] == 0 and events[-1]["exit_code"] == 0
     src, info = probe(assets["audio"]), probe(out)
     assert (info.width, info.height) == (128, 96)
     assert info.frame_count == src.frame_count == 10
     assert info.fps == src.fps
     assert abs(info.duration - src.duration) < 0.05
     assert streams_of(out).count("audio") == 1
-    assert [e for e in events if e["event"] == "done"][0]["streams"]["audio"] == 1
+    assert events[-2]["streams"]["audio"] == 1 and (events[-2]["out_width"], events[-2]["out_height"]) == (128, 96)
     assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # a normal file, not the temp file's mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
@@ -130,8 +131,9 @@ def test_odd_size_scale3_and_subtitles_into_mp4(assets, tmp_path, capsys):
     subs = [s for s in info.streams if s.kind == "subtitle"]
     assert len(subs) == 1 and subs[0].codec == "mov_text"
     assert "padded" in err and "mov_text" in err
-    done = [e for e in events if e["event"] == "done"][0]
-    assert done["streams"]["transcoded"] == ["#1->mov_text"]
+    done = [e for e in events if e["event"] == "item"][0]
+    assert done["status"] == "done" and done["streams"]["transcoded"] == ["#1->mov_text"]
+    assert any("padded" in note for note in done["notes"])
 
 
 def test_subtitles_copied_into_mkv(assets, tmp_path):
@@ -155,7 +157,8 @@ def test_existing_output_and_input_as_output_refused(assets, tmp_path, capsys):
     out.write_bytes(b"keep me")
     code, events, err = run_json(["video", str(assets["silent"]), str(out), "--model", str(assets["model"])], capsys)
     assert code == 3 and out.read_bytes() == b"keep me" and "--overwrite" in err
-    assert [e["event"] for e in events] == ["failed", "summary"] and events[-1]["failed"] == 1
+    assert [e["event"] for e in events] == ["item", "summary"] and events[0]["status"] == "failed"
+    assert events[-1]["failed"] == 1 and events[-1]["exit_code"] == 3 and "--overwrite" in events[0]["error"]
     before = assets["silent"].read_bytes()
     assert main(["video", str(assets["silent"]), str(assets["silent"]), "--model", str(assets["model"]), "--overwrite", "-q"]) == 3
     assert assets["silent"].read_bytes() == before
@@ -218,7 +221,8 @@ def test_interrupt_leaves_nothing(assets, long_clip, tmp_path, sig, code):
     rest, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     events = [json.loads(x) for x in rest.splitlines()]
-    assert events[-2]["event"] == "failed" and events[-1]["event"] == "summary"
+    assert events[-2]["event"] == "item" and events[-2]["status"] == "failed"
+    assert events[-1]["event"] == "summary" and events[-1]["interrupted"] and events[-1]["exit_code"] == code
     assert list(tmp_path.iterdir()) == [], "partial output or temp files left behind"
 
 
@@ -240,7 +244,8 @@ def test_resume_after_interrupt_matches_uninterrupted_run(assets, long_clip, tmp
     again = subprocess.run(_cmd(str(long_clip), str(out), "--model", str(assets["model"]), "--json", *seg),
                            capture_output=True, text=True, env=_env())
     assert again.returncode == 0, again.stderr
-    done = [json.loads(x) for x in again.stdout.splitlines() if '"done"' in x][0]
+    done = [e for e in map(json.loads, again.stdout.splitlines()) if e["event"] == "item"][0]
+    assert done["status"] == "done"
     assert done["segments"] == 6 and done["segments_reused"] >= 2
     assert not work.exists()
 
