@@ -175,3 +175,22 @@ class BlackHole:
 
     def __exit__(self, *exc) -> None:
         self._sock.close()
+
+
+def model_bytes(config, seed: int = 0) -> bytes:
+    """The safetensors bytes of a randomly initialised network with `config` (an ESCConfig)."""
+    import torch
+    from safetensors.torch import save
+
+    from esc_cli.model import build_network
+
+    torch.manual_seed(seed)
+    network = build_network(config)
+    return save({k: v.contiguous() for k, v in network.state_dict().items()})
+
+
+def tiny_config(scale: int = 2):
+    """A small ESC config (window 8) whose network runs in milliseconds."""
+    from esc_cli.model import ESCConfig
+
+    return ESCConfig("esc", scale, 16, 8, 7, 1, 2, 8, 2, 1.25, False, "pixelshuffle")
