@@ -1,0 +1,399 @@
+#!/usr/bin/env python
+"""Train the small default ESC model that ships inside the package (issue 6).
+
+Data: the photographs bundled with scikit-image (no download). A few are held out for
+validation. Degradation: PIL bicubic downscale of a random HR crop; augmentation: random
+flips and 90-degree rotations. Loss: L1 on RGB. Optimiser: Adam with linear warmup and a
+cosine decay over a fixed number of steps. Deterministic given --seed and --steps;
+resumable with --resume (model, optimiser, scheduler, RNG states and step are saved in
+runs/<name>/last.pt). Validation PSNR-Y (BT.601, border crop = scale) against PIL
+bicubic upscaling of the same low-resolution input is logged to runs/<name>/train.log.
+
+Example (the command behind the shipped x4 weights is in docs/default-model.md):
+
+    nice -n 10 .venv/bin/python scripts/train_default.py --scale 4 --name x4 \
+        --steps 6000 --out esc_cli/weights/bundled/esc-default-x4.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from esc_cli.model import ESCConfig, build_network  # noqa: E402
+
+# scikit-image sample images (file names inside skimage/data). Grayscale ones are
+# replicated to three channels.
+TRAIN_IMAGES = [
+    "astronaut.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "retina.jpg",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "coins.png",
+    "text.png",
+    "cell.png",
+]
+VAL_IMAGES = ["chelsea.png", "coffee.png", "rocket.jpg"]
+
+
+def skimage_data_dir() -> Path:
+    """The folder holding scikit-image's bundled sample images."""
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def load_rgb(name: str) -> np.ndarray:
+    """An image from scikit-image's data folder as `[H, W, 3]` uint8 RGB."""
+    with Image.open(skimage_data_dir() / name) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA").convert("RGB")
+        else:
+            im = im.convert("RGB")
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """PIL bicubic downscale of `[H, W, 3]` uint8 (H, W multiples of scale)."""
+    h, w = hr.shape[:2]
+    im = Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
+    """PIL bicubic upscale of `[h, w, 3]` uint8: the baseline."""
+    h, w = lr.shape[:2]
+    im = Image.fromarray(lr).resize((w * scale, h * scale), Image.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """`[H, W, 3]` uint8 -> `[3, H, W]` float in [0, 1]."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """`[3, H, W]` float in [0, 1] -> `[H, W, 3]` uint8 (rounded, clipped)."""
+    return t.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).numpy()
+
+
+def psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
+    """PSNR on the BT.601 luma (16..235) of two `[H, W, 3]` uint8 images, `border` pixels cropped."""
+
+    def luma(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64) / 255.0
+        return 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
+
+    ya, yb = luma(a), luma(b)
+    if border:
+        ya, yb = ya[border:-border, border:-border], yb[border:-border, border:-border]
+    mse = float(np.mean((ya - yb) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+@torch.no_grad()
+def upscale_model(model: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
+    """Run the network on a whole `[h, w, 3]` uint8 image; returns uint8 `[sh, sw, 3]`."""
+    out = model(to_tensor(lr).unsqueeze(0))[0]
+    return to_uint8(out)
+
+
+def evaluate(model: torch.nn.Module, images: dict[str, np.ndarray], scale: int) -> dict[str, tuple[float, float]]:
+    """Per image: (PSNR-Y of the model, PSNR-Y of PIL bicubic), LR = PIL bicubic downscale."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    for name, hr in images.items():
+        hr = mod_crop(hr, scale)
+        lr = downscale(hr, scale)
+        sr = upscale_model(model, lr)
+        bic = upscale_bicubic(lr, scale)
+        results[name] = (psnr_y(sr, hr, scale), psnr_y(bic, hr, scale))
+    model.train(was_training)
+    return results
+
+
+def sample_batch(
+    rng: np.random.Generator, images: list[np.ndarray], weights: np.ndarray, batch: int, patch: int, scale: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random HR crops (patch*scale), flips/rot90, and their PIL-bicubic LR versions."""
+    hp = patch * scale
+    lrs, hrs = [], []
+    for _ in range(batch):
+        img = images[rng.choice(len(images), p=weights)]
+        h, w = img.shape[:2]
+        y = int(rng.integers(0, h - hp + 1))
+        x = int(rng.integers(0, w - hp + 1))
+        crop = img[y : y + hp, x : x + hp]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if rng.random() < 0.5:
+            crop = crop[::-1]
+        crop = np.rot90(crop, int(rng.integers(0, 4)))
+        crop = np.ascontiguousarray(crop)  # writable copy
+        hrs.append(to_tensor(crop))
+        lrs.append(to_tensor(downscale(crop, scale)))
+    return torch.stack(lrs), torch.stack(hrs)
+
+
+def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
+    """Linear warmup to 1, then cosine decay to `floor` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def export_safetensors(model: torch.nn.Module, path: Path, meta: dict, fp16: bool) -> None:
+    """Write the state dict (contiguous, optionally fp16) with JSON metadata, atomically."""
+    from safetensors.torch import save_file
+
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().contiguous().clone()
+        if fp16 and v.is_floating_point():
+            v = v.half()
+        state[k] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    os.replace(tmp, path)
+
+
+def eval_files(paths: list[Path], threads: int) -> int:
+    """Print per-image and mean PSNR-Y (model vs PIL bicubic) for each weight file, as Markdown."""
+    from esc_cli.api import load_model
+
+    torch.set_num_threads(threads)
+    val = {n.split(".")[0]: load_rgb(n) for n in VAL_IMAGES}
+    for path in paths:
+        model = load_model(path)
+        scale = model.scale
+        n_params = sum(t.numel() for t in model.parameters())
+        t0 = time.time()
+        res = evaluate(model, val, scale)
+        print(f"\n{path} (x{scale}, {n_params} parameters, {path.stat().st_size} bytes, {time.time() - t0:.1f} s)\n")
+        print("| image | bicubic PSNR-Y | model PSNR-Y | gain |")
+        print("|---|---|---|---|")
+        for name, (a, b) in res.items():
+            print(f"| {name} | {b:.2f} dB | {a:.2f} dB | {a - b:+.2f} dB |")
+        ma = float(np.mean([a for a, _ in res.values()]))
+        mb = float(np.mean([b for _, b in res.values()]))
+        print(f"| **mean** | {mb:.2f} dB | {ma:.2f} dB | **{ma - mb:+.2f} dB** |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, help="upscaling factor to train (2, 3 or 4)")
+    p.add_argument("--name", help="run folder: runs/<name>")
+    p.add_argument(
+        "--eval",
+        type=Path,
+        nargs="+",
+        metavar="WEIGHTS",
+        help="only measure these weight files (loaded through esc_cli.api.load_model) on the held-out images",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=4500)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patch", type=int, default=32, help="LR patch side")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=150)
+    p.add_argument("--lr-floor", type=float, default=0.01, help="final LR as a fraction of --lr")
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--pdim", type=int, default=16)
+    p.add_argument("--kernel-size", type=int, default=13)
+    p.add_argument("--n-blocks", type=int, default=2)
+    p.add_argument("--conv-blocks", type=int, default=3)
+    p.add_argument("--window", type=int, default=8)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--exp-ratio", type=float, default=1.25)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--val-crop", type=int, default=0, help="centre-crop held-out images to this HR side (0: whole)")
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--minutes", type=float, default=0.0, help="stop (after a checkpoint) past this wall time")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.pt")
+    p.add_argument("--out", type=Path, default=None, help="export final weights here (safetensors)")
+    p.add_argument("--fp16", action="store_true", help="export weights as float16")
+    p.add_argument("--runs", type=Path, default=REPO / "runs")
+    args = p.parse_args(argv)
+    if args.eval:
+        return eval_files(args.eval, args.threads)
+    if args.scale is None or args.name is None:
+        p.error("--scale and --name are required to train")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    scale = args.scale
+    patch = args.patch
+
+    run_dir = args.runs / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(run_dir / "train.log", "a", buffering=1)
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        log_file.write(line + "\n")
+        log_file.flush()
+        print(line, flush=True)
+
+    config = ESCConfig(
+        variant="esc",
+        scale=scale,
+        dim=args.dim,
+        pdim=args.pdim,
+        kernel_size=args.kernel_size,
+        n_blocks=args.n_blocks,
+        conv_blocks=args.conv_blocks,
+        window_size=args.window,
+        num_heads=args.heads,
+        exp_ratio=args.exp_ratio,
+        use_ln=False,
+        upsampler="pixelshuffle",
+    )
+    model = build_network(config)
+    model.train()
+    n_params = sum(t.numel() for t in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, args.steps, args.warmup, args.lr_floor)
+    )
+    rng = np.random.default_rng(args.seed)
+    step = 0
+    elapsed = 0.0
+
+    ckpt_path = run_dir / "last.pt"
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)  # our own file, written below
+        if ck["args"]["steps"] != args.steps or ck["config"] != asdict(config):
+            log("warning: resuming with different --steps or config than the checkpoint")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["torch_rng"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        step = ck["step"]
+        elapsed = ck.get("elapsed", 0.0)
+        log(f"resumed from {ckpt_path} at step {step}")
+
+    train = [load_rgb(n) for n in TRAIN_IMAGES]
+    train = [im for im in train if min(im.shape[:2]) >= patch * scale]
+    # Every training image is equally likely (the big retina and Hubble images are
+    # largely black).
+    weights = np.full(len(train), 1.0 / len(train))
+    val = {n.split(".")[0]: load_rgb(n) for n in VAL_IMAGES}
+    if args.val_crop:
+        c = args.val_crop
+        val = {
+            n: im[(im.shape[0] - c) // 2 : (im.shape[0] - c) // 2 + c, (im.shape[1] - c) // 2 : (im.shape[1] - c) // 2 + c]
+            for n, im in val.items()
+        }
+    log(
+        f"start scale={scale} params={n_params} config={json.dumps(asdict(config))} "
+        f"args={json.dumps({k: str(v) for k, v in vars(args).items()})}"
+    )
+
+    def checkpoint() -> None:
+        tmp = run_dir / "last.pt.tmp"
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+                "step": step,
+                "elapsed": elapsed,
+                "config": asdict(config),
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            },
+            tmp,
+        )
+        os.replace(tmp, ckpt_path)
+
+    def meta() -> dict:
+        return {
+            "format": "pt",
+            "config": json.dumps(asdict(config)),
+            "steps": step,
+            "seed": args.seed,
+            "recipe": "scripts/train_default.py",
+        }
+
+    def validate() -> None:
+        res = evaluate(model, val, scale)
+        parts = " ".join(f"{n}={a:.2f}/{b:.2f}" for n, (a, b) in res.items())
+        gain = float(np.mean([a - b for a, b in res.values()]))
+        log(f"val step={step} mean_gain_db={gain:+.3f} (model/bicubic) {parts}")
+
+    t_start = time.time() - elapsed
+    t_window, loss_acc, n_acc = time.time(), 0.0, 0
+    while step < args.steps:
+        lr_img, hr_img = sample_batch(rng, train, weights, args.batch, patch, scale)
+        sr = model(lr_img)
+        loss = F.l1_loss(sr, hr_img)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        loss_acc += float(loss)
+        n_acc += 1
+        elapsed = time.time() - t_start
+        if step % 50 == 0:
+            rate = n_acc / (time.time() - t_window)
+            eta = (args.steps - step) / max(rate, 1e-9) / 60
+            log(
+                f"step={step} loss={loss_acc / n_acc:.5f} lr={sched.get_last_lr()[0]:.2e} "
+                f"steps/s={rate:.2f} elapsed_min={elapsed / 60:.1f} eta_min={eta:.0f}"
+            )
+            t_window, loss_acc, n_acc = time.time(), 0.0, 0
+        if step % args.ckpt_every == 0 or step == args.steps:
+            checkpoint()
+            export_safetensors(model, run_dir / "latest.safetensors", meta(), args.fp16)
+        if step % args.val_every == 0 or step == args.steps:
+            validate()
+        if args.minutes and elapsed > args.minutes * 60 and step < args.steps:
+            checkpoint()
+            log(f"time budget reached at step {step}; stopping (resume with --resume)")
+            break
+
+    export_safetensors(model, run_dir / "latest.safetensors", meta(), args.fp16)
+    if step >= args.steps and args.out is not None:
+        export_safetensors(model, args.out, meta(), args.fp16)
+        log(f"exported {args.out}")
+    log(f"done step={step} elapsed_min={elapsed / 60:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
