@@ -602,8 +602,10 @@ class _Resources:
             return
         out_h, out_w = target_size(header.height, header.width, self.scale)
         pixels = out_h * out_w
-        # float32 output canvas (3 colour + 1 alpha), a resample copy, the quantised copy and the encoder's
-        needed = pixels * 4 * 4 * 3 + header.width * header.height * 4 * 4
+        # float32 planes the network works on (3 colour + alpha), about three live copies at the
+        # peak (engine canvas, resample/concatenation, quantisation), plus the decoded input
+        planes = 3 + (1 if header.channels in (2, 4) else 0)
+        needed = pixels * 4 * planes * 3 + header.width * header.height * 4 * planes
         memory = self.available_memory()
         if memory is not None and needed > memory:
             raise InputError(
@@ -716,11 +718,13 @@ def upscale_images(
     stdin: Optional[BinaryIO] = None,
     stdout: Optional[BinaryIO] = None,
     network: Optional[torch.nn.Module] = None,
+    download_progress: Optional[Callable[[int, Optional[int]], None]] = None,
 ) -> BatchSummary:
     """Run a whole batch: collect, plan, load the model, process each item, summarise.
 
     Emits `BatchStarted`, then `ItemStarted`/`ItemProgress`/`ItemFinished` per item, then
-    `BatchFinished`. Raises `EscError` only for problems that stop everything before the
+    `BatchFinished`. `download_progress(done, total)` reports a model download, if any.
+    Raises `EscError` only for problems that stop everything before the
     first item (usage, no model); `KeyboardInterrupt` and `Terminated` propagate after a
     `BatchFinished(interrupted=True)` event (temp files are already removed).
     """
@@ -741,7 +745,7 @@ def upscale_images(
     if network is None:
         from esc_cli.api.models import open_model
 
-        network = open_model(options.model, scale=options.scale, warn=notify)
+        network = open_model(options.model, scale=options.scale, warn=notify, progress=download_progress)
     upscaler = ImageUpscaler(network, options, progress=emit)
     passes = plan_passes(upscaler.model_scale, options.scale)
     if upscaler.model_scale**passes != options.scale:

@@ -82,6 +82,7 @@ class _Renderer:
         self.progress: Optional[Progress] = None
         self.overall: Optional[TaskID] = None
         self.tiles: Optional[TaskID] = None
+        self.download_task: Optional[TaskID] = None
 
     def __enter__(self) -> "_Renderer":
         if self.fancy:
@@ -100,6 +101,14 @@ class _Renderer:
         if self.progress is not None:
             self.progress.stop()
 
+    def download(self, done: int, total: Optional[int]) -> None:
+        """Model download progress (bytes), shown only with the Rich display."""
+        if self.progress is None:
+            return
+        if self.download_task is None:
+            self.download_task = self.progress.add_task("model download", total=total)
+        self.progress.update(self.download_task, completed=done, total=total)
+
     def note(self, message: str) -> None:
         if self.quiet:
             return
@@ -114,6 +123,8 @@ class _Renderer:
             self._json(event)
         if isinstance(event, BatchStarted):
             if self.progress is not None:
+                if self.download_task is not None:
+                    self.progress.update(self.download_task, visible=False)
                 self.overall = self.progress.add_task("images", total=event.total)
                 self.tiles = self.progress.add_task("tiles", total=1, visible=False)
             elif not self.quiet:
@@ -228,7 +239,9 @@ def upscale(
     renderer = _Renderer(json_mode=json_mode, quiet=quiet)
     try:
         with _sigterm_raises(), renderer:
-            summary = upscale_images(inputs, options, on_event=renderer, warn=renderer.note)
+            summary = upscale_images(
+                inputs, options, on_event=renderer, warn=renderer.note, download_progress=renderer.download
+            )
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -395,8 +395,8 @@ def read_image(
 def _quantize(pixels: Tensor, bit_depth: int) -> np.ndarray:
     """`[C, H, W]` float in [0, 1] -> `[H, W, C]` uint8/uint16, rounded to nearest."""
     top = 65535.0 if bit_depth == 16 else 255.0
-    q = pixels.detach().float().clamp(0.0, 1.0).mul(top).round_().permute(1, 2, 0).contiguous().numpy()
-    return q.astype(np.uint16 if bit_depth == 16 else np.uint8)
+    q = pixels.detach().float().clamp(0.0, 1.0).mul_(top).round_()  # one float copy
+    return q.permute(1, 2, 0).numpy().astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
 def _flatten_alpha(pixels: Tensor, background: float = 1.0) -> Tensor:
