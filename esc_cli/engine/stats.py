@@ -8,7 +8,8 @@ in two modes:
 - record: the layer keeps using the tile's own means, and the hook adds up, per layer
   and per image, the channel sums over the pixels the tile owns (its share of a
   partition of the image). After a pass over all tiles these sums / (H*W) estimate
-  the whole image's means.
+  the whole image's means. The forward is cut short after the last ConvAttn layer
+  (`StatsComplete`): the tail of the network, the upsampler included, never runs.
 - replay: the layer gets the recorded whole-image means of the image each batch item
   belongs to.
 
@@ -26,6 +27,10 @@ from torch import Tensor, nn
 from esc_cli.engine.tiling import Tile
 
 
+class StatsComplete(Exception):
+    """Raised by a recording hook after the last ConvAttn layer: the rest of the forward is not needed."""
+
+
 class StatsHook:
     """Records or replays per-layer, per-image channel means (see the module doc)."""
 
@@ -36,6 +41,8 @@ class StatsHook:
         self.sums: list[Optional[Tensor]] = [None] * len(layers)
         self.means: Optional[list[Tensor]] = None
         self.recording = True
+        #: While recording, stop the forward (raise `StatsComplete`) after the last layer.
+        self.stop_early = True
         self._items: Optional[Tensor] = None  # [B] image index of each batch item
         self._boxes: list[tuple[int, int, int, int]] = []  # owned box, tile-local coords
 
@@ -68,6 +75,8 @@ class StatsHook:
         i = self.index[id(layer)]
         if self.recording:
             self._record(i, x1)
+            if self.stop_early and i == len(self.sums) - 1:
+                raise StatsComplete()
             return x1.mean(dim=(2, 3))
         assert self.means is not None and self._items is not None
         return self.means[i].index_select(0, self._items).to(x1.dtype)

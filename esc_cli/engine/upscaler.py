@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from esc_cli.engine.devices import auto_tile, dtype_name, resolve_device, resolve_dtype
 from esc_cli.engine.progress import ProgressCallback, TileProgress
-from esc_cli.engine.stats import StatsHook
+from esc_cli.engine.stats import StatsComplete, StatsHook
 from esc_cli.engine.tiling import Span, Tile, aligned_overlap, aligned_tile, blend_window, plan_tiles
 from esc_cli.errors import EngineError, UsageError
 
@@ -280,7 +280,10 @@ class Upscaler:
             hook.set_batch(idx, tiles)
         try:
             x = self._upload(images, idx, tiles)
-            y = self.model(x)
+            try:
+                y = self.model(x)
+            except StatsComplete:
+                return _Batch(idx, tiles, None, None, None)
             if not keep:
                 return _Batch(idx, tiles, None, None, None)
             finite = torch.isfinite(y).flatten(1).all(dim=1)
@@ -370,7 +373,10 @@ class Upscaler:
         for group in _batches(items, 1):
             idx, tiles = [i for i, _ in group], [t for _, t in group]
             hook.set_batch(idx, tiles)
-            model(self._upload(images, idx, tiles).float())
+            try:
+                model(self._upload(images, idx, tiles).float())
+            except StatsComplete:
+                pass
         hook.finish_recording(pixels)
         if not all(bool(torch.isfinite(m).all()) for m in hook.means or []):
             raise EngineError("the model produced NaN/Inf even in float32: the weights are broken")

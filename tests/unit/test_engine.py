@@ -212,11 +212,22 @@ def test_whole_image_statistics_are_replayed(tiny_model):
     assert plain.hooks == []
 
 
+def test_statistics_pass_skips_the_tail_of_the_network(tiny_model):
+    tail_calls = []
+    tiny_model.to_img.register_forward_hook(lambda m, a, o: tail_calls.append(a[0].shape[0]))
+    events: list[TileProgress] = []
+    Upscaler(tiny_model, device="cpu", tile=16, overlap=8, progress=events.append).upscale(smooth_image(40, 40))
+    upscale_tiles = sum(1 for e in events if e.phase == "upscale")
+    stats_tiles = sum(1 for e in events if e.phase == "stats")
+    assert stats_tiles > 0 and sum(tail_calls) == upscale_tiles
+
+
 def test_stats_hook_records_exact_means_of_partition():
     layer = nn.Identity()
     x = torch.rand(2, 5, 30, 44)
     tiles = plan_tiles(30, 44, 16, 8, 4.0)
     hook = StatsHook([layer], 2, torch.device("cpu"))
+    hook.stop_early = False
     for t in tiles:
         crop = x[:, :, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
         hook.set_batch([0, 1], [t, t])
