@@ -686,11 +686,12 @@ def mux(
             if how is None:
                 continue
             args += ["-map", f"1:{s.index}"]
-            codec_args += [f"-c:{out_i}", *how[:1]]
+            codec_args += [f"-c:{out_i}", *how[:1], f"-map_metadata:s:{out_i}", f"1:s:{s.index}"]
             if len(how) > 1:
                 codec_args += [f"-{how[1].lstrip('-')}:{out_i}", *how[2:3]]
             out_i += 1
-        args += codec_args + ["-map_metadata", "1", "-map_chapters", "1"]
+        # per-stream tags (language, title) come from the source streams, the video's included
+        args += codec_args + ["-map_metadata", "1", "-map_metadata:s:0", f"1:s:{info.video_index}", "-map_chapters", "1"]
         if container in ("mp4", "mov"):
             args += ["-movflags", "+faststart"]
         args += [str(output)]

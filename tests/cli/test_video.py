@@ -144,6 +144,24 @@ def test_subtitles_copied_into_mkv(assets, tmp_path):
     assert [s.codec for s in info.streams if s.kind == "subtitle"] == ["subrip"]
 
 
+def test_every_audio_track_kept_and_transcoded_when_refused(assets, tmp_path, capsys):
+    """Two audio tracks (PCM, FLAC) into WebM, which takes neither: both become Opus, languages kept."""
+    src = tmp_path / "two.mkv"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                    "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10:duration=1",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-f", "lavfi", "-i", "sine=frequency=880:duration=1",
+                    "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a:0", "pcm_s16le", "-c:a:1", "flac", "-metadata:s:a:0", "language=eng",
+                    "-metadata:s:a:1", "language=fra", str(src)], check=True)
+    out = tmp_path / "out.webm"
+    code, events, err = run_json(["video", str(src), str(out), "--model", str(assets["model"])], capsys)
+    assert code == 0, err
+    audio = [s for s in probe(out).streams if s.kind == "audio"]
+    assert [(s.codec, s.language) for s in audio] == [("opus", "eng"), ("opus", "fra")]
+    assert probe(out).codec == "vp9" and "transcoded to libopus" in err
+    assert events[-2]["streams"]["audio"] == 2
+
+
 def test_ten_bit_output(assets, tmp_path):
     out = tmp_path / "out10.mkv"
     assert main(["video", str(assets["silent"]), str(out), "--model", str(assets["model"]), "-q",

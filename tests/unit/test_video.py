@@ -166,3 +166,15 @@ def test_tensor_array_round_trip():
     a16 = np.random.default_rng(1).integers(0, 65536, (5, 7, 3)).astype("<u2")
     assert np.array_equal(to_array(to_tensor(a16), np.dtype("<u2")), a16)
     assert to_tensor(a8).shape == (3, 5, 7)
+
+
+def test_rotated_source_is_decoded_upright(clips, tmp_path):
+    """A display-matrix rotation is applied on decode: probe reports the shown size and frames match it."""
+    from esc_cli.io.video import run_ffmpeg
+
+    rot = tmp_path / "rot.mp4"
+    run_ffmpeg(["-display_rotation", "90", "-i", str(clips["cfr"]), "-c", "copy", str(rot)], what="rotate")
+    info = probe(rot)
+    assert info.rotation == 90 and (info.width, info.height) == (48, 64)
+    frames = read_all(FrameReader(info))
+    assert len(frames) == 10 and frames[0].shape == (64, 48, 3)
