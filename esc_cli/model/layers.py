@@ -54,6 +54,15 @@ def _two_sided_reflect(size: int, before: int, after: int, device: torch.device)
     return torch.where(idx < size, idx, period - idx)
 
 
+def weights_key(weight: Tensor, dtype: torch.dtype) -> tuple:
+    """Identifies a weight's current values for caches: in-place updates bump `_version`.
+
+    Inference tensors track no version; they cannot be updated outside inference mode.
+    """
+    version = -1 if weight.is_inference() else weight._version
+    return (version, weight.data_ptr(), weight.device, dtype)
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of `[B, C, H, W]`, eps 1e-6."""
 
@@ -69,15 +78,32 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+class Conv1x1(nn.Conv2d):
+    """A 1x1 convolution run as one GEMM over the pixels of a channels-last map.
+
+    Same parameters and keys as `nn.Conv2d(i, o, 1)`; on a channels-last input the
+    permutes are free views, which avoids the slow generic 1x1 convolution path.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return y.permute(0, 3, 1, 2)
+
+
 class ConvFFN(nn.Module):
     """conv1x1 -> GELU -> (GELU(dwconv3x3) + skip) -> conv1x1; keys `proj`, `dwc`, `aggr`."""
 
     def __init__(self, dim: int, exp_ratio: float) -> None:
         super().__init__()
         hidden = int(dim * exp_ratio + 1e-6)  # exp_ratio read back as hidden/dim may be 1 ulp low
-        self.proj = nn.Conv2d(dim, hidden, 1)
+        self.proj = Conv1x1(dim, hidden)
         self.dwc = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
-        self.aggr = nn.Conv2d(hidden, dim, 1)
+        self.aggr = Conv1x1(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         t = F.gelu(self.proj(x))
@@ -121,7 +147,7 @@ class WindowAttention(nn.Module):
         """The bias as `[heads, T, T]`, cached while the table is unchanged and no grad is needed."""
         table = self.relative_position_bias
         needs_grad = torch.is_grad_enabled() and table.requires_grad
-        key = (table._version, table.data_ptr(), table.device, dtype)
+        key = weights_key(table, dtype)
         if not needs_grad and self._bias_cache is not None and self._bias_cache[0] == key:
             return self._bias_cache[1]
         index = self._index_cache.get(("bias", table.device))
@@ -201,6 +227,19 @@ class _DynamicKernel(nn.Sequential):
         return out.view(means.shape[0], -1, 3, 3)
 
 
+def replace_leading_channels(x: Tensor, head: Tensor) -> Tensor:
+    """`concat(head, x[:, C_head:])` in channels-last memory.
+
+    Without autograd the result is written into `x` itself (ConvAttn's input is the
+    ConvFFN output it alone holds), saving a full-size copy per layer.
+    """
+    if torch.is_grad_enabled():
+        mixed = torch.cat([head, x[:, head.shape[1]:]], dim=1)
+        return mixed.contiguous(memory_format=torch.channels_last)
+    x[:, : head.shape[1]] = head
+    return x
+
+
 class ConvAttn(nn.Module):
     """ConvAttn: shared large kernel plus a per-image 3x3 dynamic kernel on the first pdim channels.
 
@@ -214,7 +253,7 @@ class ConvAttn(nn.Module):
         self.pdim = pdim
         self.plk = nn.Module()
         self.plk.dwc_proj = _DynamicKernel(pdim, pdim // 2)
-        self.aggr = nn.Conv2d(dim, dim, 1)
+        self.aggr = Conv1x1(dim, dim)
         self.stats_hook: Optional[StatsHook] = None
 
     def channel_means(self, x1: Tensor) -> Tensor:
@@ -234,8 +273,7 @@ class ConvAttn(nn.Module):
         kernels[:, diag, diag, centre - 1 : centre + 2, centre - 1 : centre + 2] += dynamic
         grouped = x1.reshape(1, b * p, h, w) if b > 1 else x1
         y1 = F.conv2d(grouped, kernels.view(b * p, p, k, k), padding=k // 2, groups=b)
-        y1 = y1.view(b, p, h, w)
-        return self.aggr(torch.cat([y1, x[:, p:]], dim=1))
+        return self.aggr(replace_leading_channels(x, y1.view(b, p, h, w)))
 
 
 class DecomposedConvAttn(nn.Module):
@@ -250,7 +288,7 @@ class DecomposedConvAttn(nn.Module):
         self.pdim = pdim
         self.plk = nn.Module()
         self.plk.proj = _DynamicKernel(pdim, pdim // 4)
-        self.aggr = nn.Conv2d(dim, dim, 1)
+        self.aggr = Conv1x1(dim, dim)
         self.stats_hook: Optional[StatsHook] = None
 
     channel_means = ConvAttn.channel_means
@@ -265,8 +303,7 @@ class DecomposedConvAttn(nn.Module):
         x1 = F.conv2d(x1, lk_channel)
         grouped = x1.reshape(1, b * p, h, w) if b > 1 else x1
         y1 = F.conv2d(grouped, kernels.reshape(b * p, 1, k, k), padding=k // 2, groups=b * p)
-        y1 = y1.view(b, p, h, w)
-        return self.aggr(torch.cat([y1, x[:, p:]], dim=1))
+        return self.aggr(replace_leading_channels(x, y1.view(b, p, h, w)))
 
 
 class Block(nn.Module):

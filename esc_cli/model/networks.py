@@ -21,6 +21,7 @@ from .layers import (
     StatsHook,
     dihedral_ensemble,
     pad_reflect,
+    weights_key,
 )
 
 
@@ -61,7 +62,7 @@ class _ESCBase(nn.Module):
         """The dihedral ensemble of `raw`, computed once per weight update outside autograd."""
         if torch.is_grad_enabled() and raw.requires_grad:
             return dihedral_ensemble(raw)
-        key = (raw._version, raw.data_ptr(), raw.device, raw.dtype)
+        key = weights_key(raw, raw.dtype)
         if self._kernel_cache is None or self._kernel_cache[0] != key:
             with torch.no_grad():
                 self._kernel_cache = (key, dihedral_ensemble(raw).contiguous())
