@@ -738,9 +738,13 @@ def upscale_images(
     args_have_folder = any(a != "-" and Path(a).is_dir() for a in inputs)
     jobs = plan_outputs(items, options, args_have_folder=args_have_folder) if items else []
     if not jobs:
+        failed = [e for e in ignored if e.failed]
         for entry in ignored:
-            notify(f"{entry.path}: {entry.reason}")
-        raise InputError("no images to upscale" + (" (see the notes above)" if ignored else ""))
+            if not entry.failed:
+                notify(f"{entry.path}: {entry.reason}")
+        if failed:
+            raise InputError("; ".join(f"{e.path}: {e.reason}" for e in failed[:3]) + ("; ..." if len(failed) > 3 else ""))
+        raise InputError("no images to upscale" + (" (only junk or non-image files)" if ignored else ""))
 
     if network is None:
         from esc_cli.api.models import open_model
@@ -815,13 +819,14 @@ def _process(
     def ended(status: str, **extra) -> ItemFinished:
         return ItemFinished(index, total, status, label, out_label, round(time.perf_counter() - t0, 3), **extra)
 
+    exists = job.output is not None and (job.output.exists() or job.output.is_symlink())
     if job.skip:
         return ended("skipped", reason=job.skip)
+    if exists and options.skip_existing:
+        return ended("skipped", reason="output exists (--skip-existing)")
     if job.error:
         return ended("failed", error=job.error)
-    if job.output is not None and (job.output.exists() or job.output.is_symlink()):
-        if options.skip_existing:
-            return ended("skipped", reason="output exists (--skip-existing)")
+    if job.output is not None and exists:
         if not options.overwrite:
             return ended("failed", error=f"{job.output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
         if job.item.path is not None and same_file(job.output, job.item.path):
