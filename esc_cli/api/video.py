@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from esc_cli.errors import InputError, UsageError, VideoError
+from esc_cli.errors import InputError, OutputError, UsageError, VideoError
 from esc_cli.io.atomic import atomic_output, check_output_path
 from esc_cli.io.video import (
     EncodeSettings,
@@ -594,8 +594,11 @@ def upscale_video(
     if resume:
         workdir = resume_dir(output)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
+        except OSError as exc:
+            raise OutputError(f"{output.parent}: cannot write there ({exc.strerror}); choose another output folder") from None
     job = prepare_job(source, output, info=info, scale=scale, settings=settings, segment_frames=seg_frames,
                       workdir=workdir, model_id=f"{model or ''}:{_model_digest(network)}")
     if job.enc_size != job.out_size:
@@ -613,7 +616,10 @@ def upscale_video(
     if batch_frames is None:
         batch_frames = 1 if device_name.startswith("cpu") else 4
     try:
-        reused = _open_workdir(job, resume, say)
+        try:
+            reused = _open_workdir(job, resume, say)
+        except OSError as exc:
+            raise OutputError(f"{job.workdir}: cannot write there ({exc.strerror}); choose another output folder") from None
         done_set = set(job.done_segments()) if resume else set()
         total = info.frame_count
         done_frames = sum(s.count for s in job.segments if s.index in done_set)
