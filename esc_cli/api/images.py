@@ -621,6 +621,46 @@ class _Resources:
                 )
 
 
+def batch_disk_check(jobs: Sequence[Job], scale: float, notify: Callable[[str], None]) -> None:
+    """Before the first item: warn when the whole batch may not fit on the output disks.
+
+    Reads only headers (a few KB per file). Estimates are worst cases (PNG/TIFF as if
+    uncompressed), so this warns and lets the per-item check decide.
+    """
+    from PIL import Image
+
+    needed: dict[int, int] = {}
+    folders: dict[int, Path] = {}
+    for job in jobs:
+        if job.output is None or job.item.path is None or job.skip or job.error:
+            continue
+        if job.output.exists():
+            continue
+        try:
+            with Image.open(job.item.path) as im:
+                width, height = im.size
+                channels = len(im.getbands())
+        except Exception:  # unreadable files are reported when their turn comes
+            continue
+        out_h, out_w = target_size(height, width, scale)
+        probe = job.output.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            dev = os.stat(probe).st_dev
+        except OSError:
+            continue
+        folders.setdefault(dev, probe)
+        needed[dev] = needed.get(dev, 0) + estimate_encoded_bytes(out_w, out_h, channels, 8, job.format or "png")
+    for dev, total in needed.items():
+        free = _Resources.free_disk(folders[dev])
+        if free is not None and total > free:
+            notify(
+                f"the outputs may need up to {total / 2**30:.1f} GiB in {folders[dev]}, {free / 2**30:.1f} GiB free;"
+                " items that do not fit will fail"
+            )
+
+
 @dataclass
 class BatchSummary:
     done: int = 0
@@ -750,6 +790,8 @@ def upscale_images(
         from esc_cli.api.models import open_model
 
         network = open_model(options.model, scale=options.scale, warn=notify, progress=download_progress)
+    if options.check_resources:
+        batch_disk_check(jobs, options.scale, notify)
     upscaler = ImageUpscaler(network, options, progress=emit)
     passes = plan_passes(upscaler.model_scale, options.scale)
     if upscaler.model_scale**passes != options.scale:

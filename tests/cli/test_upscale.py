@@ -404,3 +404,18 @@ def test_quiet_plain_progress_lines(tmp_path, model_file, capsys):
     assert esc(str(tmp_path / "q.png"), "-s", "2", "--overwrite", model=model_file) == 0
     captured = capsys.readouterr()
     assert "[1/1]" in captured.err and "done" in captured.err and captured.out == ""
+
+
+def test_rich_progress_on_a_terminal(tmp_path, model_file, monkeypatch):
+    from rich.console import Console
+
+    from esc_cli.cli import commands_upscale
+
+    screen = io.StringIO()
+    monkeypatch.setattr(commands_upscale, "err_console", Console(file=screen, force_terminal=True, width=100))
+    for i in range(2):
+        Image.fromarray(rand8(6, 6, 3)).save(tmp_path / f"t{i}.png")
+    assert esc(str(tmp_path), "-s", "2", "--tile", "8", model=model_file) == 0
+    text = screen.getvalue()
+    assert "images" in text and "2/2" in text  # the tiles row is refreshed on a timer: not asserted
+    assert "2 done, 0 skipped, 0 failed" in text

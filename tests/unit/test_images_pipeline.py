@@ -251,3 +251,16 @@ def test_constant_alpha_skips_the_network(image_upscaler):
     up.engine.upscale = lambda x: calls.append(1) or original(x)
     out = up.upscale(ImageData(pixels))
     assert len(calls) == 1 and torch.all(out.pixels[1] == 1.0)
+
+
+def test_batch_disk_check_warns_when_outputs_may_not_fit(tree: Path, monkeypatch):
+    from esc_cli.api import images as api
+
+    items, _ = collect_inputs([str(tree)], recursive=True)
+    jobs = plan_outputs(items, UpscaleOptions(scale=4), args_have_folder=True)
+    notes: list[str] = []
+    api.batch_disk_check(jobs, 4, notes.append)
+    assert notes == []
+    monkeypatch.setattr(api._Resources, "free_disk", staticmethod(lambda folder: 1000))
+    api.batch_disk_check(jobs, 4, notes.append)
+    assert len(notes) == 1 and "GiB free" in notes[0]
