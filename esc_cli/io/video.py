@@ -633,7 +633,7 @@ def fallback_codec(stream: StreamInfo, container: str) -> Optional[list[str]]:
 
 def _can_copy(stream: StreamInfo, source: Path, probe_dir: Path, suffix: str) -> bool:
     """True when the container behind `suffix` accepts `stream` copied as is (a trial remux of a second)."""
-    trial = probe_dir / f".esc-trial-{stream.index}{suffix}"
+    trial = probe_dir / f".esc-trial-{os.getpid()}-{stream.index}{suffix}"
     try:
         run_ffmpeg(["-i", str(source), "-map", f"0:{stream.index}", "-c", "copy", "-t", "1", str(trial)], what="trial")
         return True
