@@ -2,7 +2,7 @@
 
 Without a reference the best official model for the scale is used (`esc-dflip-x{2,3,4}`,
 see `esc_cli.weights.catalog.default_entry`); when it is neither cached nor reachable
-within the Hub timeout (4 s), the bundled default for that scale is used instead, with a
+within the Hub timeout (3.5 s), the bundled default for that scale is used instead, with a
 one-line notice through `warn`. An explicit reference never falls back.
 """
 
@@ -134,7 +134,7 @@ def open_model(
     scale chosen for `scale`), a local `.pth`/`.safetensors` file, or
     `hf://owner/repo/path.safetensors[@revision][#sha256=hex]`. The default is ESC-DFLIP at
     the smallest scale >= `scale` (x4 above 4), falling back to the bundled default with a
-    one-line `warn` when it can be neither found in the cache nor reached within 4 s.
+    one-line `warn` when it can be neither found in the cache nor reached within 3.5 s (`$ESC_HUB_TIMEOUT`).
     Returns an eval-mode network on `device`/`dtype` mapping `[B, 3, H, W]` RGB in `[0, 1]`
     to `[B, 3, sH, sW]`, where s is the network's own scale (`.scale`).
     """

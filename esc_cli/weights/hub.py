@@ -4,7 +4,7 @@ Downloads go through `huggingface_hub.hf_hub_download` into the standard cache, 
 `HF_HOME`/`HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and `HF_TOKEN` mean what they
 mean for every other Hub tool. On top of the library this module
 
-- asks the Hub once, with one bounded request (`$ESC_HUB_TIMEOUT`, default 4 s, no
+- asks the Hub once, with one bounded request (`$ESC_HUB_TIMEOUT`, default 3.5 s, no
   retries), before handing over to the library: an unreachable or hanging endpoint fails
   in that time instead of after the library's ~23 s (refused) to minutes (hanging) of
   retries, and a missing repository, file or revision gets a one-line message;
@@ -39,7 +39,7 @@ from esc_cli.weights.refs import HubRef
 ProgressCallback = Callable[[int, Optional[int]], None]
 """Called with (bytes downloaded so far, total bytes or None) as a download advances."""
 
-DEFAULT_TIMEOUT = 4.0
+DEFAULT_TIMEOUT = 3.5
 TIMEOUT_ENV = "ESC_HUB_TIMEOUT"
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SAFE_ETAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
@@ -74,7 +74,7 @@ def settings(
 
     Defaults come from huggingface_hub (which reads `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`
     and `HF_HUB_OFFLINE` when it is imported); `HF_HUB_OFFLINE` set later also counts.
-    The token is `$HF_TOKEN` or none at all. The timeout is `$ESC_HUB_TIMEOUT` or 4 s.
+    The token is `$HF_TOKEN` or none at all. The timeout is `$ESC_HUB_TIMEOUT` or 3.5 s.
     """
     from huggingface_hub import constants
 

@@ -134,7 +134,7 @@ def test_refused_connection_fails_at_once(tmp_path):
 
 
 def test_hanging_hub_fails_within_the_default_timeout(tmp_path):
-    """The default bound (4 s, one request, no retries) keeps a hung endpoint under 5 s."""
+    """The default bound (3.5 s, one request, no retries) keeps a hung endpoint under 5 s."""
     with BlackHole() as hole:
         start = time.monotonic()
         with pytest.raises(DownloadError, match="gave up after"):
@@ -177,3 +177,69 @@ def test_catalog_pin_is_enforced_through_the_api(server, tmp_path, monkeypatch):
     assert list((tmp_path / "models--org--tiny" / "blobs").iterdir()) == []
     good = dataclasses.replace(entry, sha256=SHA)
     assert resolve_entry(good, progress=False).read_bytes() == DATA
+
+
+@pytest.fixture
+def hub_env(server, tmp_path, monkeypatch):
+    """The library's import-time settings pointed at the fake Hub, a temp cache and temp bundled folder."""
+    from huggingface_hub import constants
+
+    from esc_cli.weights import catalog
+
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(catalog.HUB_ORG_ENV, "org")
+    monkeypatch.setenv(catalog.BUNDLED_DIR_ENV, str(tmp_path / "bundled"))
+    return server
+
+
+def _bundle(folder: Path, scale: int) -> Path:
+    from tests.hubserver import model_bytes, tiny_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"esc-default-x{scale}.safetensors"
+    path.write_bytes(model_bytes(tiny_config(scale)))
+    return path
+
+
+def test_default_falls_back_to_bundled_with_one_line_notice(hub_env, tmp_path):
+    from esc_cli.api.models import open_model, resolve_model
+
+    _bundle(tmp_path / "bundled", 2)
+    notices: list[str] = []
+    resolved = resolve_model(None, scale=2, warn=notices.append, progress=False)  # org/esc-dflip-x2 is not served
+    assert resolved.entry.name == "default-x2" and resolved.fallback_from.name == "esc-dflip-x2"
+    assert len(notices) == 1 and "\n" not in notices[0]
+    assert "esc-dflip-x2 could not be downloaded; using the bundled default-x2" in notices[0]
+    network = open_model(None, scale=1.5, warn=notices.append)
+    assert network.scale == 2 and len(notices) == 2
+
+
+def test_explicit_references_never_fall_back(hub_env, tmp_path):
+    from esc_cli.api.models import resolve_model
+
+    _bundle(tmp_path / "bundled", 4)
+    notices: list[str] = []
+    with pytest.raises(DownloadError, match="repository org/esc-dflip-x4 not found"):
+        resolve_model("esc-dflip-x4", warn=notices.append, progress=False)
+    assert notices == []
+
+
+def test_without_a_bundled_file_the_download_error_stands(hub_env):
+    from esc_cli.api.models import resolve_model
+
+    with pytest.raises(DownloadError, match="esc-dflip-x4"):
+        resolve_model(None, scale=4, warn=lambda m: None, progress=False)
+
+
+def test_catalog_name_must_hold_the_catalog_network(hub_env):
+    from esc_cli.api.models import open_model
+    from esc_cli.errors import CheckpointError
+    from tests.hubserver import model_bytes, tiny_config
+
+    hub_env.hub.add("org/esc-fp-x2", {"model.safetensors": model_bytes(tiny_config(2))})
+    with pytest.raises(CheckpointError, match="not esc-fp-x2"):
+        open_model("esc-fp-x2", progress=False)
+    network = open_model("hf://org/esc-fp-x2", progress=False)  # an hf:// reference takes what it gets
+    assert network.scale == 2
