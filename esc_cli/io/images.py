@@ -31,7 +31,7 @@ from typing import BinaryIO, Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms, TiffImagePlugin
+from PIL import Image, ImageCms, TiffImagePlugin, features
 from torch import Tensor
 
 from esc_cli.errors import InputError, OutputError
@@ -308,6 +308,8 @@ def _exif_without_orientation(im: Image.Image) -> tuple[Optional[bytes], int]:
         orientation = 1
     raw = im.info.get("exif")
     if im.format != "TIFF" and orientation == 1 and isinstance(raw, bytes) and raw:
+        if raw.startswith((b"II*\x00", b"MM\x00*")):  # some containers store it without the APP1 header
+            raw = b"Exif\x00\x00" + raw
         return raw, 1  # untouched bytes are the most faithful
     if im.format == "TIFF":
         for tag in list(exif.keys()):
@@ -513,7 +515,7 @@ def encode_image(
         kwargs.update(quality=q, lossless=q >= 100, method=4)
     elif fmt == "png":
         kwargs.update(compress_level=6)
-    elif fmt == "tiff":
+    elif fmt == "tiff" and features.check("libtiff"):
         kwargs.update(compression="tiff_adobe_deflate")
     buffer = io.BytesIO()
     im.save(buffer, format=fmt.upper(), **kwargs)

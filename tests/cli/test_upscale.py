@@ -145,12 +145,20 @@ def test_exif_rotated_jpeg_is_upright_and_keeps_exif_and_icc(tmp_path, model_fil
     assert out.info.get("icc_profile") == icc
 
 
-def test_icc_profile_carried_to_png_webp_tiff(tmp_path, model_file):
+def test_icc_profile_and_exif_carried_to_every_format(tmp_path, model_file):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    Image.fromarray(rand8(8, 8, 3)).save(tmp_path / "c.png", icc_profile=icc)
-    for fmt, ext in (("png", "png"), ("webp", "webp"), ("tiff", "tif")):
+    exif = Image.Exif()
+    exif[0x010F] = "EscCam"
+    Image.fromarray(rand8(8, 8, 3)).save(tmp_path / "c.png", icc_profile=icc, exif=exif.tobytes())
+    for fmt, ext in (("png", "png"), ("webp", "webp"), ("tiff", "tif"), ("jpg", "jpg")):
         assert esc(str(tmp_path / "c.png"), "-s", "2", "--format", fmt, model=model_file) == 0
-        assert Image.open(tmp_path / f"c_x2.{ext}").info.get("icc_profile") == icc
+        out = Image.open(tmp_path / f"c_x2.{ext}")
+        assert out.info.get("icc_profile") == icc, fmt
+        assert out.getexif().get(0x010F) == "EscCam", fmt
+        # and back again: the output's EXIF survives another round (webp -> jpg included)
+        assert esc(str(tmp_path / f"c_x2.{ext}"), "-s", "1", "-f", "jpg", "-o", str(tmp_path / f"again_{ext}.jpg"),
+                   model=model_file) == 0
+        assert Image.open(tmp_path / f"again_{ext}.jpg").getexif().get(0x010F) == "EscCam", fmt
 
 
 def test_cmyk_converted_with_a_note(tmp_path, model_file, capsys):
