@@ -322,10 +322,11 @@ def plan_outputs(items: Sequence[InputItem], options: UpscaleOptions, *, args_ha
         else:
             stem, suffix = item.path.stem, item.path.suffix.lower().lstrip(".")
         fmt = options.format or (output_format_for(suffix) if suffix else None) or "png"
+        ext = suffix if suffix and output_format_for(suffix) == fmt else OUTPUT_FORMATS[fmt]  # keep .jpeg, .tiff
         name = options.name_template.format(
             stem=stem,
             name=item.path.name if item.path is not None else "stdin",
-            ext=OUTPUT_FORMATS[fmt],
+            ext=ext,
             suffix=suffix,
             scale=scale,
         )

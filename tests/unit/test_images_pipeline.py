@@ -121,7 +121,10 @@ def test_templates():
 
 def _touch(path: Path, size=(4, 4)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size).save(path) if path.suffix in (".png", ".jpg") else path.write_text("x")
+    if path.suffix in (".png", ".jpg", ".jpeg"):
+        Image.new("RGB", size).save(path)
+    else:
+        path.write_text("x")
     return path
 
 
@@ -130,6 +133,7 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "photos"
     _touch(root / "a.png")
     _touch(root / "b.jpg")
+    _touch(root / "e.jpeg")
     _touch(root / "notes.txt")
     _touch(root / ".DS_Store")
     _touch(root / "Thumbs.db")
@@ -140,12 +144,12 @@ def tree(tmp_path: Path) -> Path:
 
 def test_collect_folder_flat_and_recursive(tree: Path):
     items, ignored = collect_inputs([str(tree)])
-    assert sorted(i.path.name for i in items) == ["a.png", "b.jpg"]
+    assert sorted(i.path.name for i in items) == ["a.png", "b.jpg", "e.jpeg"]
     reasons = {Path(i.path).name: i.reason for i in ignored}
     assert reasons["notes.txt"].startswith("not an image") and reasons["Thumbs.db"] == "junk file"
     assert ".DS_Store" in reasons
     items, _ = collect_inputs([str(tree)], recursive=True)
-    assert sorted(i.path.name for i in items) == ["a.png", "b.jpg", "c.png", "d.png"]
+    assert sorted(i.path.name for i in items) == ["a.png", "b.jpg", "c.png", "d.png", "e.jpeg"]
     assert all(i.root == tree for i in items)
 
 
@@ -169,12 +173,13 @@ def test_plan_next_to_input_and_mirrored_folder(tree: Path, tmp_path: Path):
     outputs = {j.item.path.name: j.output for j in jobs}
     assert outputs["a.png"] == tree / "a_x2.png"
     assert outputs["b.jpg"] == tree / "b_x2.jpg" and [j.format for j in jobs if j.item.path.name == "b.jpg"] == ["jpeg"]
+    assert outputs["e.jpeg"] == tree / "e_x2.jpeg"
     out = tmp_path / "out"
     jobs = plan_outputs(items, UpscaleOptions(scale=2.5, output=str(out), format="webp", name_template="{stem}.{ext}"),
                         args_have_folder=True)
     outputs = {j.item.path.name: j.output for j in jobs}
     assert outputs["d.png"] == out / "sub" / "deeper" / "d.webp"
-    assert outputs["a.png"] == out / "a.webp"
+    assert outputs["a.png"] == out / "a.webp" and outputs["e.jpeg"] == out / "e.webp"
 
 
 def test_plan_single_file_output_and_usage_errors(tree: Path, tmp_path: Path):
