@@ -221,6 +221,12 @@ class FrameProcessor:
         return x
 
 
+def processor_for(job: "VideoJob", upscaler, *, scale: float) -> FrameProcessor:
+    """The `FrameProcessor` that turns `job`'s source frames into its encoded frame size."""
+    return FrameProcessor(upscaler, model_scale=int(upscaler.scale), scale=scale,
+                          in_size=(job.info.width, job.info.height), out_size=job.out_size, enc_size=job.enc_size)
+
+
 def to_tensor(frame: np.ndarray) -> Tensor:
     """`[H, W, 3]` uint8/uint16 RGB -> `[3, H, W]` float32 in `[0, 1]`."""
     peak = 255.0 if frame.dtype == np.uint8 else 65535.0
@@ -591,16 +597,9 @@ def upscale_video(
     model_scale = int(getattr(network, "scale", 1))
     settings = default_settings(output, info, codec, crf, preset, pix_fmt)
     seg_frames = max(1, round(segment_seconds * float(info.fps))) if resume else None
-    if resume:
-        workdir = resume_dir(output)
-    else:
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
-        except OSError as exc:
-            raise OutputError(f"{output.parent}: cannot write there ({exc.strerror}); choose another output folder") from None
+    model_id = f"{model or ''}:{_model_digest(network)}"
     job = prepare_job(source, output, info=info, scale=scale, settings=settings, segment_frames=seg_frames,
-                      workdir=workdir, model_id=f"{model or ''}:{_model_digest(network)}")
+                      workdir=resume_dir(output), model_id=model_id)
     if job.enc_size != job.out_size:
         say(f"{settings.pix_fmt} needs even sizes: {job.out_size[0]}x{job.out_size[1]} padded to "
             f"{job.enc_size[0]}x{job.enc_size[1]} (edge pixels repeated)")
@@ -615,6 +614,13 @@ def upscale_video(
     dtype_name = str(getattr(upscaler, "dtype", torch_dtype or torch.float32)).removeprefix("torch.")
     if batch_frames is None:
         batch_frames = 1 if device_name.startswith("cpu") else 4
+    if not resume:  # a private temporary work folder next to the output, removed in every case
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            job.workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
+        except OSError as exc:
+            raise OutputError(f"{output.parent}: cannot write there ({exc.strerror}); choose another output folder") from None
+    workdir = job.workdir
     try:
         try:
             reused = _open_workdir(job, resume, say)
@@ -667,6 +673,6 @@ def upscale_video(
 
 
 __all__ = [
-    "FrameProcessor", "Segment", "VideoJob", "VideoProgress", "VideoResult", "default_output", "encode_segment",
+    "FrameProcessor", "Segment", "processor_for", "VideoJob", "VideoProgress", "VideoResult", "default_output", "encode_segment",
     "join_segments", "output_size", "passes_for", "plan_segments", "prepare_job", "resume_dir", "upscale_video",
 ]

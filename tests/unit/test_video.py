@@ -178,3 +178,22 @@ def test_rotated_source_is_decoded_upright(clips, tmp_path):
     assert info.rotation == 90 and (info.width, info.height) == (48, 64)
     frames = read_all(FrameReader(info))
     assert len(frames) == 10 and frames[0].shape == (64, 48, 3)
+
+
+def test_resume_folder_reused_only_for_the_same_job(clips, tmp_path):
+    from esc_cli.api.video import _open_workdir
+
+    info = probe(clips["cfr"])
+    out = tmp_path / "o.mp4"
+
+    def job(crf: int):
+        return prepare_job(info.path, out, info=info, scale=2, settings=EncodeSettings(crf=crf), segment_frames=4,
+                           workdir=tmp_path / ".o.mp4.esc-resume", model_id="m")
+
+    notes: list[str] = []
+    first = job(18)
+    assert _open_workdir(first, True, notes.append) == 0
+    first.segment_path(0).write_bytes(b"done")
+    assert _open_workdir(job(18), True, notes.append) == 1 and "resuming: 1 of 3" in notes[-1]
+    assert _open_workdir(job(30), True, notes.append) == 0 and "starting over" in notes[-1]
+    assert not first.segment_path(0).exists()
