@@ -16,7 +16,7 @@ from esc_cli.weights import catalog, hub
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import is_sha256, sha256_file
 from esc_cli.weights.files import read_state_dict
-from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, parse_ref
+from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, parse_ref
 
 ProgressFactory = Callable[[str], Optional[hub.ProgressCallback]]
 """Given a model name, a progress callback for its download (or None for no bar)."""
@@ -308,7 +308,7 @@ def convert_checkpoint(
         check_output_path(target, [source], overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(targets[0], [source], overwrite=overwrite) as tmp:
-        save_file(safetensors_tensors(state), str(tmp), metadata=safetensors_metadata(config, source_sha))
+        save_file(safetensors_tensors(state), str(tmp), metadata=safetensors_metadata())
         # the saved file must give back the same network
         network_from_state_dict(read_state_dict(tmp))
         model_sha = sha256_file(tmp)

@@ -5,7 +5,6 @@ Pure functions (no file writes): `esc_cli.api.catalog.convert_checkpoint` writes
 
 from __future__ import annotations
 
-import json
 from typing import Mapping, Optional
 
 from torch import Tensor
@@ -21,15 +20,14 @@ def safetensors_tensors(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
 
 
-def safetensors_metadata(config: ESCConfig, source_sha256: str) -> dict[str, str]:
-    """The string-to-string header metadata stored in model.safetensors."""
-    return {
-        "format": "pt",
-        "esc_variant": config.variant,
-        "esc_scale": str(config.scale),
-        "esc_config": json.dumps(config.to_dict(), sort_keys=True),
-        "source_sha256": source_sha256,
-    }
+def safetensors_metadata() -> dict[str, str]:
+    """The header metadata of model.safetensors: only `format`, so conversions are reproducible.
+
+    safetensors writes a multi-key metadata map in an unstable order (two saves of the same
+    tensors differed), which would give every conversion another sha256; the description of
+    the network goes to config.json instead.
+    """
+    return {"format": "pt"}
 
 
 def config_document(
