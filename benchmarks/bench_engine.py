@@ -197,17 +197,19 @@ def cmd_memory(args) -> None:
     """Peak RSS per input pixel of one forward, per variant, at two tile sizes (slope)."""
     from esc_cli.engine.devices import bytes_per_pixel
 
-    print(f"{'variant':>12} {'tile':>5} {'peak MiB':>9} {'B/px meas':>10} {'B/px model':>10}")
+    print(f"{'variant':>12} {'tile':>5} {'peak MiB':>9} {'B/px':>9} {'slope':>9} {'estimate':>10}")
     for name in args.variants:
         peaks = {}
         for tile in args.tiles:
             r = run_child_memory({"variant": name, "tile": tile, "threads": args.threads})
             peaks[tile] = r
         t0, t1 = args.tiles[0], args.tiles[-1]
-        slope = (peaks[t1]["peak"] - peaks[t0]["peak"]) * 1024 / (t1 * t1 - t0 * t0)
+        slope = (peaks[t1]["peak"] - peaks[t0]["peak"]) * 2**20 / (t1 * t1 - t0 * t0)
         for tile in args.tiles:
             est = peaks[tile]["estimate"]
-            print(f"{name:>12} {tile:>5} {peaks[tile]['peak']:9.1f} {slope:10.0f} {est:10.0f}", flush=True)
+            per_px = peaks[tile]["peak"] * 2**20 / (tile * tile)
+            print(f"{name:>12} {tile:>5} {peaks[tile]['peak']:9.1f} {per_px:9.0f} {slope:9.0f} {est:10.0f}",
+                  flush=True)
     del bytes_per_pixel
 
 

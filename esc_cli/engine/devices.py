@@ -97,7 +97,9 @@ def free_memory(device: torch.device) -> int:
     """Bytes the engine may still allocate on `device` (an estimate on CPU and MPS)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        # Blocks PyTorch's caching allocator holds but does not use are free to us too.
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(0, cached))
     return available_ram()
 
 
@@ -119,9 +121,11 @@ def available_ram() -> int:
 def bytes_per_pixel(model: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> float:
     """Peak working memory of one forward per input pixel, for `model`'s config.
 
-    Fitted to peaks measured with `benchmarks/bench_engine.py --memory` (docs/engine.md):
-    the live feature maps scale with `dim` and the expansion of ConvFFN, the attention
-    with heads x window area when the fused kernel is unavailable (CPU, MPS).
+    Fitted to the peaks `benchmarks/bench_engine.py memory` measured on the CPU (table in
+    docs/engine.md): about fourteen live `dim`-channel maps (ConvFFN's expansion included),
+    the output, and for ESC-Real's nearest-conv upsampler its maps at 4x resolution. CPU
+    and CUDA attention kernels never hold the `window^2 x window^2` attention matrix; on
+    MPS it is counted.
     """
     cfg = getattr(model, "config", None)
     dim = getattr(cfg, "dim", 64)
@@ -130,9 +134,12 @@ def bytes_per_pixel(model: torch.nn.Module, dtype: torch.dtype, device: torch.de
     window = getattr(cfg, "window_size", 32)
     scale = getattr(cfg, "scale", 4)
     elem = torch.tensor([], dtype=dtype).element_size()
-    features = (6 + 3 * ratio) * dim + 6 * scale * scale
-    attention = 0.0 if device.type == "cuda" else 2.0 * heads * window * window
-    return (features + attention) * elem
+    elements = (8 + 3 * ratio) * dim + 6 * scale * scale
+    if getattr(cfg, "variant", "") == "esc-real":
+        elements += 1.5 * 16 * dim
+    if device.type == "mps":
+        elements += 2.0 * heads * window * window
+    return float(elements * elem)
 
 
 def auto_tile(
@@ -153,3 +160,22 @@ def auto_tile(
     side = int(math.sqrt(max(0.0, free * share) / per_px))
     side = min(side, cap)
     return max(align, (side // align) * align)
+
+
+def auto_batch(
+    model: torch.nn.Module,
+    device: torch.device,
+    dtype: torch.dtype,
+    pixels: int,
+    *,
+    cap: int = 8,
+    free: Optional[int] = None,
+) -> int:
+    """How many tiles of `pixels` input pixels fit one forward pass (1 on CPU, at most `cap`)."""
+    if device.type == "cpu":
+        return 1
+    if free is None:
+        free = free_memory(device)
+    share = MEMORY_SHARE_CUDA if device.type == "cuda" else MEMORY_SHARE_CPU
+    fit = int(free * share / (bytes_per_pixel(model, dtype, device) * max(1, pixels)))
+    return max(1, min(cap, fit))

@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from esc_cli.engine.devices import auto_tile, dtype_name, resolve_device, resolve_dtype
+from esc_cli.engine.devices import auto_batch, auto_tile, dtype_name, resolve_device, resolve_dtype
 from esc_cli.engine.progress import ProgressCallback, TileProgress
 from esc_cli.engine.stats import StatsComplete, StatsHook
 from esc_cli.engine.tiling import Span, Tile, aligned_overlap, aligned_tile, blend_window, plan_tiles
@@ -42,6 +42,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def host_buffer(shape: tuple[int, ...], dtype: torch.dtype, pinned: bool) -> Tensor:
+    """An uninitialised host tensor, page-locked when `pinned` (CUDA: asynchronous copies).
+
+    PyTorch's caching host allocator recycles pinned blocks, so one per batch is cheap.
+    """
+    return torch.empty(shape, dtype=dtype, pin_memory=pinned)
 
 
 @dataclass
@@ -173,12 +181,9 @@ class Upscaler:
                 tile = 0
         if self.batch_size is not None:
             batch = self.batch_size
-        elif self.device.type == "cpu":
-            batch = 1
         else:
-            area = (side if tile == 0 else tile) ** 2
-            fit = auto_tile(self.model, self.device, self.dtype, 1) ** 2 // max(1, area)
-            batch = max(1, min(MAX_AUTO_BATCH, fit))
+            area = height * width if tile == 0 else tile * tile
+            batch = auto_batch(self.model, self.device, self.dtype, area, cap=MAX_AUTO_BATCH)
         if self._batch_limit is not None:
             batch = min(batch, self._batch_limit)
         return tile, batch
@@ -298,7 +303,7 @@ class Upscaler:
     def _upload(self, images: Tensor, idx: list[int], tiles: list[Tile]) -> Tensor:
         """Stack the crops on the host (pinned for CUDA) and send them to the device."""
         h, w = tiles[0].shape
-        host = torch.empty((len(idx), 3, h, w), pin_memory=self.pinned)
+        host = host_buffer((len(idx), 3, h, w), torch.float32, self.pinned)
         for b, (i, t) in enumerate(zip(idx, tiles)):
             host[b].copy_(images[i, :, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop])
         x = host.to(self.device, non_blocking=self.pinned)
@@ -306,10 +311,10 @@ class Upscaler:
 
     def _download(self, y: Tensor, finite: Tensor) -> tuple[Tensor, Tensor, Optional["torch.cuda.Event"]]:
         """Start copying a batch's output to the host; CUDA copies are asynchronous."""
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and not self.pinned:
             return y, finite, None
-        out = torch.empty(y.shape, dtype=torch.float32, pin_memory=self.pinned)
-        flags = torch.empty(finite.shape, dtype=torch.bool, pin_memory=self.pinned)
+        out = host_buffer(tuple(y.shape), torch.float32, self.pinned)
+        flags = host_buffer(tuple(finite.shape), torch.bool, self.pinned)
         out.copy_(y, non_blocking=self.pinned)
         flags.copy_(finite, non_blocking=self.pinned)
         event = None

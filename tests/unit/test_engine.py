@@ -406,6 +406,8 @@ def test_auto_tile_follows_free_memory(tiny_model, monkeypatch):
     assert small % 8 == 0 and 8 <= small < large
     assert large == devmod.CPU_TILE_CAP  # capped on CPU
     # CUDA: free memory comes from torch.cuda.mem_get_info (simulated here).
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (256 << 20, 80 << 30))
     t1 = devmod.auto_tile(tiny_model, cuda, torch.float16, 8)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (16 << 30, 80 << 30))
@@ -413,6 +415,73 @@ def test_auto_tile_follows_free_memory(tiny_model, monkeypatch):
     assert 8 <= t1 < t2 <= devmod.ACCEL_TILE_CAP
     per_px = devmod.bytes_per_pixel(tiny_model, torch.float16, cuda)
     assert t1 * t1 * per_px <= (256 << 20) * devmod.MEMORY_SHARE_CUDA
+
+
+def test_free_cuda_memory_counts_the_allocator_cache(monkeypatch):
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 << 30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 << 30)
+    assert devmod.free_memory(cuda) == 3 << 30
+
+
+def test_auto_batch(tiny_model):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert devmod.auto_batch(tiny_model, cpu, torch.float32, 64 * 64, free=64 << 30) == 1
+    per_tile = devmod.bytes_per_pixel(tiny_model, torch.float16, cuda) * 256 * 256
+    free = int(3.5 * per_tile / devmod.MEMORY_SHARE_CUDA)
+    assert devmod.auto_batch(tiny_model, cuda, torch.float16, 256 * 256, free=free) == 3
+    assert devmod.auto_batch(tiny_model, cuda, torch.float16, 256 * 256, free=1) == 1
+    assert devmod.auto_batch(tiny_model, cuda, torch.float16, 16, free=64 << 30, cap=8) == 8
+
+
+def test_cuda_transfer_path_simulated(tiny_model, monkeypatch):
+    """Pinned buffers, non-blocking copies and the one-batch-in-flight pipeline, on the CPU.
+
+    Pinned allocation needs CUDA, so `host_buffer` records its calls instead, and a fake
+    `torch.cuda.Event` checks that every batch is waited for before it is blended.
+    """
+    import esc_cli.engine.upscaler as upmod
+
+    pinned_calls = []
+    real_buffer = upmod.host_buffer
+
+    def fake_buffer(shape, dtype, pinned):
+        pinned_calls.append(pinned)
+        return real_buffer(shape, dtype, False)
+
+    class FakeEvent:
+        recorded = 0
+        waited = 0
+
+        def record(self):
+            FakeEvent.recorded += 1
+            self.done = False
+
+        def synchronize(self):
+            FakeEvent.waited += 1
+            self.done = True
+
+    monkeypatch.setattr(upmod, "host_buffer", fake_buffer)
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    x = smooth_image(40, 40)
+    reference = Upscaler(tiny_model, device="cpu", tile=16, overlap=8).upscale(x)
+    pinned_calls.clear()
+    up = Upscaler(tiny_model, device="cpu", tile=16, overlap=8, batch_size=2)
+    up.pinned = True
+    blended = []
+    real_blend = up._blend
+
+    def blend(canvas, batch):
+        assert batch.event is not None and batch.event.done  # waited for before use
+        blended.append(len(batch.images))
+        real_blend(canvas, batch)
+
+    up._blend = blend  # type: ignore[method-assign]
+    out = up.upscale(x)
+    assert torch.allclose(out, reference, atol=1e-5)
+    assert pinned_calls and all(pinned_calls)
+    assert FakeEvent.recorded == FakeEvent.waited == len(blended)
 
 
 def test_automatic_tile_whole_image_when_it_fits(tiny_model):
