@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Optional, Sequence, Union
+from typing import BinaryIO, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
