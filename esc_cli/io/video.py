@@ -513,7 +513,7 @@ class EncodeSettings:
         if self.crf is not None:
             if c in ("libvpx-vp9", "libvpx", "libaom-av1"):
                 out += ["-crf", str(self.crf), "-b:v", "0"]
-            elif c in ("libx264", "libx264rgb", "libx265", "libsvtav1", "librav1e") or c.endswith(("_nvenc",)):
+            elif c in ("libx264", "libx264rgb", "libx265", "libsvtav1") or c.endswith(("_nvenc",)):
                 out += ["-crf" if not c.endswith("_nvenc") else "-cq", str(self.crf)]
         if self.preset:
             if c in ("libx264", "libx264rgb", "libx265", "libsvtav1") or c.endswith("_nvenc"):
