@@ -191,9 +191,9 @@ def _channels_for_mode(im: Image.Image) -> int:
         return 2
     if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
         return 1
-    if mode in ("LA", "La"):
+    if mode in ("LA", "La") or (mode == "L" and "transparency" in im.info):
         return 2
-    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+    if mode in ("RGBA", "RGBa", "PA") or (mode in ("P", "RGB") and "transparency" in im.info):
         return 4
     return 3
 
@@ -248,7 +248,9 @@ def _cmyk_to_rgb(im: Image.Image, notes: list[str]) -> tuple[Image.Image, Option
 def _to_array(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, float, Optional[bytes], bool]:
     """Pillow image -> (`[H, W, C]` array, its maximum value, replacement ICC or None, icc replaced)."""
     mode = im.mode
-    if mode == "1":
+    if mode in ("L", "RGB") and "transparency" in im.info:  # a colour key (PNG tRNS) becomes alpha
+        im = im.convert(mode[0] + "A" if mode == "L" else "RGBA")
+    elif mode == "1":
         im = im.convert("L")
     elif mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")

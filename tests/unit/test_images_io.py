@@ -123,6 +123,17 @@ def test_alpha_modes_are_kept():
     assert float(alpha[0, 0]) == 1.0 and float(alpha[1, 1]) == 0.0
 
 
+def test_colour_key_transparency_becomes_alpha():
+    rgb = Image.new("RGB", (4, 3), (10, 20, 30))
+    rgb.putpixel((0, 0), (1, 2, 3))
+    data = read_image(png_bytes(rgb, transparency=(10, 20, 30)))
+    assert data.channels == 4 and float(data.pixels[3, 0, 0]) == 1.0 and float(data.pixels[3, 1, 1]) == 0.0
+    gray = Image.new("L", (4, 3), 7)
+    gray.putpixel((0, 0), 9)
+    data = read_image(png_bytes(gray, transparency=7))
+    assert data.channels == 2 and float(data.pixels[1, 0, 0]) == 1.0 and float(data.pixels[1, 2, 3]) == 0.0
+
+
 def test_cmyk_becomes_rgb_with_a_note():
     cmyk = Image.new("CMYK", (5, 4), (0, 255, 255, 0))  # red
     buf = io.BytesIO()
