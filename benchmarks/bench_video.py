@@ -133,6 +133,9 @@ def main() -> int:
     print(f"forward share:    {share * 100:.1f} % of wall time (target >= 90 %)")
     print(f"not hidden:       {wall - forward['seconds']:.2f} s (probe, ffmpeg start-up, frame conversion, mux)")
     print(f"for reference:    decode alone {decode_s:.2f} s, x264 encode of the output alone {encode_s:.2f} s")
+    import resource
+
+    print(f"peak RSS:         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (this process)")
     return 0
 
 
