@@ -14,6 +14,7 @@ import sys
 from typing import Annotated, Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from esc_cli.api.images import (
@@ -112,10 +113,11 @@ class _Renderer:
     def note(self, message: str) -> None:
         if self.quiet:
             return
-        err_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+        err_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
 
     def _json(self, event: Event) -> None:
-        sys.stdout.write(json.dumps(event_dict(event), ensure_ascii=False) + "\n")
+        # ASCII escapes keep the stream valid JSON/UTF-8 even for undecodable file names
+        sys.stdout.write(json.dumps(event_dict(event)) + "\n")
         sys.stdout.flush()
 
     def __call__(self, event: Event) -> None:
@@ -162,7 +164,7 @@ class _Renderer:
         if self.progress is not None and self.overall is not None:
             self.progress.advance(self.overall)
         if event.status == "failed":
-            err_console.print(f"[bold red]failed:[/] {event.error or event.input}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]failed:[/] {escape(event.error or event.input)}", highlight=False, soft_wrap=True)
             return
         if self.quiet:
             return
@@ -218,6 +220,8 @@ def upscale(
         raise UsageError("refusing to write image data to a terminal; redirect stdout or use -o FILE")
     if inputs.count("-") > 1:
         raise UsageError("stdin (-) can be given only once")
+    if "-" in inputs and sys.stdin is not None and sys.stdin.isatty():
+        raise UsageError("- reads an image from stdin, but stdin is a terminal; pipe an image in")
     options = UpscaleOptions(
         scale=scale,
         model=model,

@@ -426,3 +426,11 @@ def test_rich_progress_on_a_terminal(tmp_path, model_file, monkeypatch):
     text = screen.getvalue()
     assert "images" in text and "2/2" in text  # the tiles row is refreshed on a timer: not asserted
     assert "2 done, 0 skipped, 0 failed" in text
+
+
+def test_messages_show_brackets_in_names_literally(tmp_path, model_file, capsys):
+    folder = tmp_path / "[draft]"
+    folder.mkdir()
+    (folder / "[bold]x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert esc(str(folder / "[bold]x.png"), model=model_file) == 3
+    assert "[draft]/[bold]x.png" in capsys.readouterr().err
