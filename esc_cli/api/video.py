@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional, Union
 
