@@ -74,17 +74,21 @@ def settings(
 
     Defaults come from huggingface_hub (which reads `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`
     and `HF_HUB_OFFLINE` when it is imported); `HF_HUB_OFFLINE` set later also counts.
-    The token is `$HF_TOKEN` or none at all. The timeout is `$ESC_HUB_TIMEOUT` or 3.5 s.
+    The token is `$HF_TOKEN` or none at all. The timeout is `$ESC_HUB_TIMEOUT`, else
+    `$HF_HUB_ETAG_TIMEOUT`, else 3.5 s (bounded to 0.1-60 s).
     """
     from huggingface_hub import constants
 
     if offline is None:
         offline = bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
     if timeout is None:
-        try:
-            timeout = float(os.environ.get(TIMEOUT_ENV, "") or DEFAULT_TIMEOUT)
-        except ValueError:
-            timeout = DEFAULT_TIMEOUT
+        timeout = DEFAULT_TIMEOUT
+        for name in (TIMEOUT_ENV, "HF_HUB_ETAG_TIMEOUT"):  # ours first, then the library's own knob
+            try:
+                timeout = float(os.environ[name])
+                break
+            except (KeyError, ValueError):
+                continue
     timeout = min(max(timeout, 0.1), 60.0)
     token: Union[str, bool] = os.environ.get("HF_TOKEN", "").strip() or False
     return HubSettings(

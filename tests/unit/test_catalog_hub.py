@@ -31,6 +31,7 @@ def _no_token(monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv(hub.TIMEOUT_ENV, raising=False)
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
 
 
 def _fetch(ref: HubRef, srv, cache: Path, **kw) -> Path:
@@ -144,10 +145,16 @@ def test_hanging_hub_fails_within_the_default_timeout(tmp_path):
 
 
 def test_timeout_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    assert hub.settings().timeout == hub.DEFAULT_TIMEOUT
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "7")
+    assert hub.settings().timeout == 7
     monkeypatch.setenv(hub.TIMEOUT_ENV, "1.5")
     assert hub.settings().timeout == 1.5
     monkeypatch.setenv(hub.TIMEOUT_ENV, "junk")
-    assert hub.settings().timeout == hub.DEFAULT_TIMEOUT
+    assert hub.settings().timeout == 7
+    monkeypatch.setenv(hub.TIMEOUT_ENV, "0")
+    assert hub.settings().timeout == 0.1
 
 
 def test_token_is_sent_only_when_hf_token_is_set(server, tmp_path, monkeypatch):
