@@ -165,6 +165,7 @@ class InputItem:
 
     path: Optional[Path]
     root: Optional[Path] = None
+    scanned: bool = False  # found by a folder scan or a glob, not named on the command line
 
     @property
     def label(self) -> str:
@@ -235,7 +236,7 @@ def collect_inputs(
             files, skipped = _scan_folder(path, recursive, exclude)
             ignored.extend(skipped)
             for f in files:
-                add(InputItem(f, path))
+                add(InputItem(f, path, scanned=True))
         elif path.exists() or path.is_symlink():
             add(InputItem(path))
         elif _GLOB_CHARS.search(arg):
@@ -248,9 +249,9 @@ def collect_inputs(
                     files, skipped = _scan_folder(mp, recursive, exclude)
                     ignored.extend(skipped)
                     for f in files:
-                        add(InputItem(f, mp))
+                        add(InputItem(f, mp, scanned=True))
                 elif looks_like_image(mp):
-                    add(InputItem(mp))
+                    add(InputItem(mp, scanned=True))
                 elif mp.is_file():
                     ignored.append(Ignored(m, "junk file" if is_junk(mp) else "not an image (by extension)"))
         else:
@@ -354,8 +355,10 @@ def _file_id(path: Path) -> Optional[tuple[int, int]]:
 def _refuse_collisions(jobs: list[Job]) -> None:
     """Mark jobs whose output is an input of the batch, or the output of an earlier job.
 
-    An input found by a folder scan that is itself the planned output of another input
-    (a rerun next to the inputs) is skipped, not upscaled again.
+    An input found by a folder scan or a glob that is itself the planned output of another
+    input (a rerun next to the inputs) is skipped, not upscaled again; so is one that looks
+    like an earlier output (`a_x2.png` beside `a.png`). Files named one by one are taken
+    as given.
     """
     input_ids: dict[tuple[int, int], Job] = {}
     input_paths: dict[str, Job] = {}
@@ -374,7 +377,7 @@ def _refuse_collisions(jobs: list[Job]) -> None:
         fid = _file_id(job.output)
         if other is None and fid is not None:
             other = input_ids.get(fid)
-        if other is not None and other is not job and other.item.root is not None:
+        if other is not None and other is not job and other.item.scanned:
             other.skip = f"is the output of {job.item.label} in this batch"
         elif other is not None:
             job.error = f"{job.output}: is the input {other.item.label}; choose another output so the input is kept"
@@ -386,10 +389,10 @@ def _refuse_collisions(jobs: list[Job]) -> None:
     # earlier runs with another scale: "a_x2.png" next to "a.png" found by a folder scan
     by_folder: dict[str, set[str]] = {}
     for job in jobs:
-        if job.item.path is not None and job.item.root is not None:
+        if job.item.path is not None and job.item.scanned:
             by_folder.setdefault(os.path.abspath(job.item.path.parent), set()).add(job.item.path.stem)
     for job in jobs:
-        if job.skip or job.item.path is None or job.item.root is None:
+        if job.skip or job.item.path is None or not job.item.scanned:
             continue
         match = _EARLIER_OUTPUT.match(job.item.path.stem)
         if match and match.group("stem") in by_folder.get(os.path.abspath(job.item.path.parent), set()):

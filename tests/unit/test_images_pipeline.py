@@ -219,6 +219,12 @@ def test_plan_skips_earlier_outputs_found_in_folders(tree: Path):
     jobs = plan_outputs(items, UpscaleOptions(scale=4), args_have_folder=True)
     skip = {j.item.path.name: j.skip for j in jobs}
     assert skip["a.png"] is None and skip["a_x4.png"] and skip["b_x2.jpg"]
+    items, _ = collect_inputs([str(tree / "*.png")])  # a quoted glob behaves like the folder
+    jobs = plan_outputs(items, UpscaleOptions(scale=4))
+    assert {j.item.path.name: j.skip is not None for j in jobs} == {"a.png": False, "a_x4.png": True}
+    items, _ = collect_inputs([str(tree / "a.png"), str(tree / "a_x4.png")])  # named one by one: as given
+    jobs = plan_outputs(items, UpscaleOptions(scale=4))
+    assert jobs[1].skip is None and jobs[0].error and "is the input" in jobs[0].error
 
 
 @pytest.fixture
