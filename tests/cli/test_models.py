@@ -29,7 +29,6 @@ def _env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
     env.update(
         HF_HOME=str(tmp_path / "hf"),
         HF_ENDPOINT=endpoint,
-        HF_HUB_DISABLE_TELEMETRY="1",
         ESC_HUB_ORG=ORG,
         ESC_BUNDLED_DIR=str(tmp_path / "bundled"),
         OMP_NUM_THREADS="1",
@@ -114,6 +113,8 @@ def test_pull_then_offline_runs_from_the_cache(hubsrv, tmp_path):
     for path in paths.values():
         assert Path(path).is_file() and hub_dir in Path(path).parents
     assert hubsrv.hub.count("GET") == 2
+    # only file requests: no telemetry registry fetch (/api/agent-harnesses) that would add its own timeout
+    assert all("/resolve/" in r.path for r in hubsrv.hub.requests), [r.path for r in hubsrv.hub.requests]
 
     # the Hub goes away; an offline run is answered from the cache without a request
     offline = _env(tmp_path, f"http://127.0.0.1:{closed_port()}", HF_HUB_OFFLINE="1")

@@ -49,6 +49,11 @@ def test_download_then_cache_then_offline(server, tmp_path):
     assert seen[-1] == (len(DATA), len(DATA))
     assert path.resolve().name == SHA and path.resolve().parent == tmp_path / "models--org--tiny" / "blobs"
     assert (tmp_path / "models--org--tiny" / "refs" / "main").read_text() == "1" * 40
+    assert [(r.method, r.path) for r in server.hub.requests] == [
+        ("HEAD", "/org/tiny/resolve/main/model.safetensors"),
+        ("HEAD", f"/org/tiny/resolve/{'1' * 40}/model.safetensors"),
+        ("GET", f"/org/tiny/resolve/{'1' * 40}/model.safetensors"),
+    ]
     requests = server.hub.count()
     assert _fetch(HubRef("org/tiny"), server, tmp_path) == path
     assert server.hub.count() == requests  # answered from the cache
