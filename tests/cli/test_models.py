@@ -59,6 +59,30 @@ def _finish(proc: subprocess.Popen, args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
+OPEN_MODEL = """
+import json, sys
+from esc_cli.api.models import open_model
+from esc_cli.errors import EscError
+notes = []
+ref = None if sys.argv[1] == "-" else sys.argv[1]
+try:
+    net = open_model(ref, scale=float(sys.argv[2]), warn=notes.append, progress=False)
+except EscError as exc:
+    print(json.dumps({"error": str(exc)}))
+    sys.exit(exc.exit_code)
+print(json.dumps({"notes": notes, "scale": net.scale, "config": net.config.to_dict()}))
+"""
+
+
+def open_model_in(ref: str | None, scale: float, env: dict[str, str]) -> tuple[int, dict]:
+    """`esc_cli.api.models.open_model` (what every command uses for --model) in a fresh interpreter."""
+    proc = subprocess.Popen([sys.executable, "-c", OPEN_MODEL, ref or "-", str(scale)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    result = _finish(proc, ["open_model", ref, scale])
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
 def run_many(commands: list[tuple[list[str], dict[str, str]]]) -> list[subprocess.CompletedProcess]:
     """Run several `esc` commands at once (they are independent) and wait for all."""
     procs = [(_esc(args, env), args) for args, env in commands]
@@ -119,11 +143,21 @@ def test_pull_then_offline_runs_from_the_cache(hubsrv, tmp_path):
     # the Hub goes away; an offline run is answered from the cache without a request
     offline = _env(tmp_path, f"http://127.0.0.1:{closed_port()}", HF_HUB_OFFLINE="1")
     requests = hubsrv.hub.count()
+    code, loaded = open_model_in("esc-light-x2", 2, offline)
+    assert code == 0 and loaded["notes"] == []
+    assert loaded["config"] == esc_light(2).to_dict()
+    assert hubsrv.hub.count() == requests
+
+
+@pytest.mark.slow
+def test_upscale_offline_with_a_pulled_model(hubsrv, tmp_path):
+    hubsrv.hub.add(f"{ORG}/esc-light-x2", {"model.safetensors": model_bytes(esc_light(2))})
+    assert run(["models", "pull", "esc-light-x2"], _env(tmp_path, hubsrv.url)).returncode == 0
+    offline = _env(tmp_path, f"http://127.0.0.1:{closed_port()}", HF_HUB_OFFLINE="1")
     image = _image(tmp_path / "in.png")
     upscaled = run(["upscale", str(image), "--model", "esc-light-x2", "-s", "2", "-o", str(tmp_path / "out.png")], offline)
     assert upscaled.returncode == 0, upscaled.stderr
     assert Image.open(tmp_path / "out.png").size == (24, 20)
-    assert hubsrv.hub.count() == requests
 
 
 @pytest.mark.slow
@@ -188,23 +222,37 @@ def test_corrupted_bytes_against_a_pinned_sha256_are_refused_and_removed(hubsrv,
 
 
 def test_hub_down_fails_fast_or_falls_back_to_the_bundled_model(tmp_path):
-    _bundle(tmp_path, 4)
-    image = _image(tmp_path / "in.png")
+    bundled = _bundle(tmp_path, 4)
     down = _env(tmp_path, f"http://127.0.0.1:{closed_port()}")
     start = time.monotonic()
-    fallback, explicit = run_many([
-        (["upscale", str(image), "-o", str(tmp_path / "a.png")], down),
-        (["models", "pull", "esc-x4"], down),
-    ])  # fmt: skip
+    explicit = _esc(["models", "pull", "esc-x4"], down)
+    code, loaded = open_model_in(None, 3.5, down)
+    explicit = _finish(explicit, "pull")
     wall = time.monotonic() - start
-    assert fallback.returncode == 0, fallback.stderr
-    notices = [line for line in fallback.stderr.splitlines() if "bundled" in line]
-    assert len(notices) == 1, fallback.stderr
-    assert "esc-dflip-x4 could not be downloaded; using the bundled default-x4" in notices[0]
-    assert Image.open(tmp_path / "a.png").size == (48, 40)
+    assert code == 0 and loaded["scale"] == 4 and loaded["config"] == tiny_config(4).to_dict()
+    assert loaded["notes"] == [
+        "esc-dflip-x4 could not be downloaded; using the bundled default-x4 (lower quality); "
+        "run `esc models pull esc-dflip-x4` when online"
+    ]
+    assert bundled.is_file()
     assert explicit.returncode == 3 and "cannot reach" in _one_error_line(explicit.stderr)
     assert _gave_up_after(explicit.stderr) < 1.0
+    # an explicit model never falls back
+    code, failed = open_model_in("esc-dflip-x4", 4, down)
+    assert code == 3 and "cannot reach" in failed["error"]
     print(f"refused: gave up after {_gave_up_after(explicit.stderr)} s; two processes with interpreter start {wall:.1f} s")
+
+
+@pytest.mark.slow
+def test_upscale_without_model_falls_back_when_the_hub_is_down(tmp_path):
+    _bundle(tmp_path, 4)
+    image = _image(tmp_path / "in.png")
+    result = run(["upscale", str(image), "-o", str(tmp_path / "a.png")], _env(tmp_path, f"http://127.0.0.1:{closed_port()}"))
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines() if "bundled" in line]
+    assert len(notices) == 1, result.stderr
+    assert "esc-dflip-x4 could not be downloaded; using the bundled default-x4" in notices[0]
+    assert Image.open(tmp_path / "a.png").size == (48, 40)
 
 
 @pytest.mark.slow
@@ -233,8 +281,21 @@ def test_offline_default_falls_back_and_explicit_models_never_do(tmp_path):
     assert not (tmp_path / "c.png").exists()
 
 
+def test_default_model_comes_from_the_hub_then_from_the_cache(hubsrv, tmp_path):
+    _bundle(tmp_path, 4)
+    hubsrv.hub.add(f"{ORG}/esc-dflip-x4", {"model.safetensors": model_bytes(esc(4))})
+    code, loaded = open_model_in(None, 4, _env(tmp_path, hubsrv.url))
+    assert code == 0 and loaded["notes"] == [] and loaded["config"] == esc(4).to_dict()
+    assert [r.path for r in hubsrv.hub.requests if r.method == "GET"] == [
+        f"/{ORG}/esc-dflip-x4/resolve/{'1' * 40}/model.safetensors"
+    ]
+    offline = _env(tmp_path, f"http://127.0.0.1:{closed_port()}", HF_HUB_OFFLINE="1")
+    code, loaded = open_model_in(None, 3.5, offline)  # x4 is the model for 3.5
+    assert code == 0 and loaded["notes"] == [] and loaded["config"] == esc(4).to_dict()
+
+
 @pytest.mark.slow
-def test_default_model_comes_from_the_hub_when_reachable(hubsrv, tmp_path):
+def test_upscale_default_model_comes_from_the_hub_when_reachable(hubsrv, tmp_path):
     _bundle(tmp_path, 4)
     hubsrv.hub.add(f"{ORG}/esc-dflip-x4", {"model.safetensors": model_bytes(esc(4))})
     image = _image(tmp_path / "in.png", (9, 7))
