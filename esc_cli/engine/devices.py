@@ -148,17 +148,20 @@ def auto_tile(
     dtype: torch.dtype,
     align: int,
     *,
-    batch: int = 1,
+    context: int = 0,
     free: Optional[int] = None,
 ) -> int:
-    """The largest aligned tile side whose forward (x `batch`) fits the memory share of `device`."""
+    """The largest aligned tile whose patch (`tile + 2 * context` square) fits the memory share.
+
+    Capped at `CPU_TILE_CAP` on the CPU and `ACCEL_TILE_CAP` elsewhere; at least `align`.
+    """
     if free is None:
         free = free_memory(device)
     share = MEMORY_SHARE_CUDA if device.type == "cuda" else MEMORY_SHARE_CPU
     cap = CPU_TILE_CAP if device.type == "cpu" else ACCEL_TILE_CAP
-    per_px = bytes_per_pixel(model, dtype, device) * max(1, batch)
-    side = int(math.sqrt(max(0.0, free * share) / per_px))
-    side = min(side, cap)
+    per_px = bytes_per_pixel(model, dtype, device)
+    patch = int(math.sqrt(max(0.0, free * share) / per_px))
+    side = min(patch - 2 * context, cap)
     return max(align, (side // align) * align)
 
 

@@ -18,11 +18,12 @@ class TileProgress:
 
     total_tiles: int
     done_tiles: int
-    tile_size: int  # input pixels per tile side; 0 = whole image
+    tile_size: int  # input pixels each tile contributes per side; 0 = whole image
     device: str
     dtype: str
     phase: str = "upscale"  # "stats" or "upscale"
     batch_size: int = 1  # tiles (or frames) per forward pass
+    patch_size: int = 0  # side of the largest model input: tile + 2 x overlap (whole image: its longer side)
     notice: str = ""  # one-line message about a recovery (OOM halving, fp32 redo), else ""
 
 

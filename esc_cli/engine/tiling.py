@@ -3,15 +3,18 @@
 Pure integer/tensor logic with no model or device in sight. Coordinates are input
 pixels unless a name says "out" (output pixels = input pixels x scale).
 
-Along each axis a plan is a list of `Span`s with aligned starts (multiples of the
-alignment unit, the model's attention window) and the same length `tile`, except the
-last one, which stops at the image border. A ragged last tile is deliberate: the whole
-image's last window row/column is also partial, and an aligned ragged tile pads it the
-same way, so every window a tile sees is a window the whole image sees.
+Along each axis a plan is a list of `Span`s. The model sees patch i = `[i * tile,
+i * tile + tile + 2 * context)` (clipped at the image); it is responsible for about `tile`
+pixels in its middle and the `context` pixels on each side absorb its border effects.
+With `tile` a multiple of the model's attention window every patch starts on the window
+grid, and the last patch stops at the image border like the whole image's last window
+row/column, so the windows inside a patch are windows of the whole image (except a
+partial one at a patch's far end when `2 * context` is not a window multiple: that one
+lies in the context).
 
-Neighbouring spans overlap by `overlap` pixels. In the middle of each overlap sits a
-feather band where the left/top tile's weight falls linearly from 1 to 0 and its
-neighbour's rises from 0 to 1; elsewhere weights are 0 or 1. The 1-D weights of the
+Neighbouring patches share `2 * context` pixels. In the middle of those sits a feather
+band where the left/top tile's weight falls linearly from 1 to 0 and its neighbour's
+rises from 0 to 1; elsewhere weights are 0 or 1. The 1-D weights of the
 tiles covering a pixel sum to exactly 1, so the 2-D weights (outer products) do too:
 the canvas is a plain weighted sum with no normalisation pass.
 """
@@ -66,56 +69,49 @@ def aligned_tile(tile: int, align: int) -> int:
     return (tile // align) * align
 
 
-def aligned_overlap(overlap: int, tile: int, align: int) -> int:
-    """`overlap` rounded to the nearest multiple of `align` (when `tile` is aligned), capped at `tile // 2`."""
-    if tile % align == 0 and tile >= align:
-        overlap = int(round(overlap / align)) * align
-        cap = (tile // 2 // align) * align
-    else:
-        cap = tile // 2
-    return max(0, min(overlap, cap))
+def plan_axis(length: int, tile: int, context: int, feather: float) -> list[Span]:
+    """Spans covering `[0, length)`: tiles of `tile` pixels, each seen with `context` pixels around it.
 
-
-def plan_axis(length: int, tile: int, overlap: int, feather: float) -> list[Span]:
-    """Spans covering `[0, length)` with tiles of `tile` pixels overlapping by `overlap`.
-
-    `tile <= 0` or `tile >= length` gives one span. `0 <= overlap <= tile // 2` is
-    required (so only neighbours overlap); `feather` is the width of the blend band in
-    input pixels, limited to the overlap (0 gives a hard cut in its middle).
+    Span i starts at `i * tile` (clipped at 0) and is `tile + 2 * context` long (clipped
+    at `length`); neighbours share `2 * context` pixels, and the boundary between them
+    sits in the middle of what they share. `feather` is the width of the blend band
+    around each boundary, in input pixels, limited to `2 * context` and to `tile` (so the
+    bands of one span never meet); 0 gives a hard cut. `tile <= 0`, or a patch that
+    already covers the axis, gives a single span.
     """
     if length <= 0:
         raise ValueError(f"axis length must be positive, got {length}")
-    if tile <= 0 or tile >= length:
+    if context < 0:
+        raise ValueError(f"context must be >= 0, got {context}")
+    patch = tile + 2 * context
+    if tile <= 0 or patch >= length:
         return [Span(0, length, 0, length, None, None)]
-    if not 0 <= overlap <= tile // 2:
-        raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile})")
-    stride = tile - overlap
     starts = [0]
-    while starts[-1] + tile < length:
-        starts.append(starts[-1] + stride)
-    stops = [min(s + tile, length) for s in starts]
-    # Boundary i sits between span i and i+1: the middle of their overlap.
+    while starts[-1] + patch < length:
+        starts.append(starts[-1] + tile)
+    stops = [min(s + patch, length) for s in starts]
+    width = max(0.0, min(float(feather), 2.0 * context, float(tile)))
+    # Boundary i sits between span i and i+1: the middle of their shared pixels.
     mids, bands = [], []
     for i in range(len(starts) - 1):
-        lo, hi = starts[i + 1], stops[i]
-        mid = (lo + hi) / 2
-        half = min(float(feather), float(hi - lo)) / 2
+        mid = (starts[i + 1] + stops[i]) / 2
         mids.append(int(mid))
-        bands.append((mid - half, mid + half))
+        bands.append((mid - width / 2, mid + width / 2))
     spans = []
+    last = len(starts) - 1
     for i, (a, b) in enumerate(zip(starts, stops)):
         own_a = 0 if i == 0 else mids[i - 1]
-        own_b = length if i == len(starts) - 1 else mids[i]
+        own_b = length if i == last else mids[i]
         fade_in = None if i == 0 else bands[i - 1]
-        fade_out = None if i == len(starts) - 1 else bands[i]
+        fade_out = None if i == last else bands[i]
         spans.append(Span(a, b, own_a, own_b, fade_in, fade_out))
     return spans
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, feather: float) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, context: int, feather: float) -> list[Tile]:
     """Row-major tiles covering an `height x width` image (see `plan_axis`)."""
-    rows = plan_axis(height, tile, overlap, feather)
-    cols = plan_axis(width, tile, overlap, feather)
+    rows = plan_axis(height, tile, context, feather)
+    cols = plan_axis(width, tile, context, feather)
     return [Tile(r, c) for r in rows for c in cols]
 
 

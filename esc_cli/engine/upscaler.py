@@ -20,15 +20,15 @@ from torch import Tensor, nn
 from esc_cli.engine.devices import auto_batch, auto_tile, dtype_name, resolve_device, resolve_dtype
 from esc_cli.engine.progress import ProgressCallback, TileProgress
 from esc_cli.engine.stats import StatsComplete, StatsHook
-from esc_cli.engine.tiling import Span, Tile, aligned_overlap, aligned_tile, blend_window, plan_tiles
+from esc_cli.engine.tiling import Span, Tile, aligned_tile, blend_window, plan_tiles
 from esc_cli.errors import EngineError, UsageError
 
-# Default overlap between neighbouring tiles, in input pixels (rounded to the window grid).
+# Default context around each tile, in input pixels (`overlap`): see docs/engine.md.
 DEFAULT_OVERLAP = 32
-# Width of the feather band, as a share of the overlap (the band sits in its middle).
+# Width of the feather band, as a share of what neighbouring patches share (2 x overlap).
 FEATHER_SHARE = 0.5
-# The smallest tile OOM halving goes down to before giving up.
-MIN_TILE = 16
+# The smallest patch side OOM halving goes down to before giving up.
+MIN_PATCH = 16
 # Most tiles per forward pass chosen automatically on accelerators (CPU: 1).
 MAX_AUTO_BATCH = 8
 
@@ -73,14 +73,17 @@ class Upscaler:
     - `device`: "auto"/None picks cuda, then mps, then cpu.
     - `dtype`: None picks bf16 (CUDA cards with bf16) or fp16 on CUDA/MPS, fp32 on CPU.
       A tile whose output holds NaN/Inf is redone in fp32 (one `EngineWarning`).
-    - `tile`: side of the input patch the model sees, in input pixels, rounded down to the
-      model's attention window grid; 0 = whole image; None = automatic from free memory.
-      Out of memory halves it (and first the batch) and starts the image again.
-    - `overlap`: pixels neighbouring tiles share (rounded to the window grid, at most half
-      a tile); None = `DEFAULT_OVERLAP`. The blend is a linear feather in its middle.
+    - `tile`: input pixels each tile contributes per side, rounded down to the model's
+      attention window grid; 0 = whole image; None = automatic from free memory.
+    - `overlap`: context pixels the model also sees on every side of a tile (default
+      `DEFAULT_OVERLAP`), so the model's input (the patch) is `tile + 2 * overlap` square
+      and neighbouring patches share `2 * overlap` pixels, blended by a linear feather in
+      their middle. An image that fits one patch is run whole.
+    - Out of memory halves the batch, then the patch (tile and, if needed, overlap), and
+      starts the image again; the limit sticks for later images.
     - `batch_size`: tiles (or frames) per forward pass; None = automatic.
-    - `whole_image_stats`: give every tile the whole image's ConvAttn statistics (one
-      extra, cheaper pass over the image); see docs/engine.md.
+    - `whole_image_stats`: give every tile the whole image's ConvAttn statistics, recorded
+      by an extra pass (off by default: docs/engine.md has the measurements).
     - `progress`: called with a `TileProgress` after every batch.
     """
 
@@ -94,7 +97,7 @@ class Upscaler:
         overlap: Optional[int] = None,
         batch_size: Optional[int] = None,
         progress: Optional[ProgressCallback] = None,
-        whole_image_stats: bool = True,
+        whole_image_stats: bool = False,
     ) -> None:
         if tile is not None and tile < 0:
             raise UsageError(f"tile must be 0 (whole image), a positive size or automatic, got {tile}")
@@ -119,14 +122,16 @@ class Upscaler:
         self.whole_image_stats = whole_image_stats
         self.pinned = self.device.type == "cuda"
         # Learned limits: after an out-of-memory, never go above these again.
-        self._tile_limit: Optional[int] = None
+        self._patch_limit: Optional[int] = None
         self._batch_limit: Optional[int] = None
         self._fp32_model: Optional[nn.Module] = None
         self._hook: Optional[StatsHook] = None
         self._warned: set[str] = set()
         self._notice = ""
-        #: The tile side and batch size the last call ended with (0 = whole image).
+        #: The tile, overlap, patch and batch size the last call ended with (tile 0 = whole image).
         self.last_tile: Optional[int] = None
+        self.last_overlap: Optional[int] = None
+        self.last_patch: Optional[int] = None
         self.last_batch: Optional[int] = None
 
     # ------------------------------------------------------------------ public API
@@ -153,79 +158,83 @@ class Upscaler:
         if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
             raise UsageError(f"cannot upscale an empty tensor of shape {tuple(images.shape)}")
         images = images.detach().to("cpu", torch.float32).contiguous()
+        height, width = images.shape[2], images.shape[3]
         while True:
-            tile, batch = self._choose(images.shape[2], images.shape[3], images.shape[0])
+            geo = self._choose(height, width)
             try:
                 with torch.inference_mode():
-                    out = self._run(images, tile, batch)
+                    out = self._run(images, geo)
             except _OutOfMemory:
-                self._shrink(tile, batch, images.shape[2], images.shape[3])
+                self._shrink(geo)
                 continue
-            self.last_tile, self.last_batch = tile, batch
+            self.last_tile, self.last_overlap, self.last_patch, self.last_batch = (
+                geo.tile, geo.context, geo.patch, geo.batch,
+            )
             return out
 
     # ------------------------------------------------------------------ choices
 
-    def _choose(self, height: int, width: int, frames: int) -> tuple[int, int]:
-        """Tile side (0 = whole image) and batch size for an image of this size."""
-        side = max(height, width)
+    def _choose(self, height: int, width: int) -> "_Geometry":
+        """Tile, context and batch size for an image of this size (tile 0 = one pass)."""
+        context = DEFAULT_OVERLAP if self.overlap is None else self.overlap
         if self.tile is None:
-            tile = auto_tile(self.model, self.device, self.dtype, self.align)
+            tile = auto_tile(self.model, self.device, self.dtype, self.align, context=context)
         else:
             tile = self.tile
-        if self._tile_limit is not None:
-            tile = self._tile_limit if tile == 0 else min(tile, self._tile_limit)
+        limit = self._patch_limit
+        if limit is not None and (tile == 0 or tile + 2 * context > limit):
+            # Memory-bound: the context may take at most a quarter of the patch.
+            context = min(context, limit // 4)
+            tile = limit - 2 * context
         if tile != 0:
             tile = aligned_tile(tile, self.align)
-            if tile >= side:
-                tile = 0
+            if tile + 2 * context >= max(height, width):
+                tile = 0  # one patch covers the image: run it whole
+        if tile == 0:
+            context = 0
+        patch = max(height, width) if tile == 0 else tile + 2 * context
         if self.batch_size is not None:
             batch = self.batch_size
         else:
-            area = height * width if tile == 0 else tile * tile
+            area = height * width if tile == 0 else patch * patch
             batch = auto_batch(self.model, self.device, self.dtype, area, cap=MAX_AUTO_BATCH)
         if self._batch_limit is not None:
             batch = min(batch, self._batch_limit)
-        return tile, batch
+        return _Geometry(tile, context, patch, batch)
 
-    def _shrink(self, tile: int, batch: int, height: int, width: int) -> None:
-        """After an out-of-memory: halve the batch, else halve the tile; give up below `MIN_TILE`."""
+    def _shrink(self, geo: "_Geometry") -> None:
+        """After an out-of-memory: halve the batch, else the patch; give up below `MIN_PATCH`."""
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        if batch > 1:
-            self._batch_limit = batch // 2
-            self._notify("oom-batch", f"out of memory on {self.device}: batch {batch} -> {batch // 2}")
+        if geo.batch > 1:
+            self._batch_limit = geo.batch // 2
+            self._notify("oom-batch", f"out of memory on {self.device}: batch {geo.batch} -> {geo.batch // 2}")
             return
-        current = tile if tile != 0 else max(height, width)
-        half = current // 2
-        if half >= self.align:
-            half = aligned_tile(half, self.align)
-        if half < MIN_TILE:
+        half = geo.patch // 2
+        if half < MIN_PATCH:
             raise EngineError(
-                f"out of memory on {self.device} even with {current}-pixel tiles; "
+                f"out of memory on {self.device} even with {geo.patch}-pixel tiles; "
                 "free device memory or use --device cpu"
             )
-        self._tile_limit = half
-        self._notify("oom-tile", f"out of memory on {self.device}: tile {current} -> {half}")
-
-    def _overlap(self, tile: int) -> int:
-        want = DEFAULT_OVERLAP if self.overlap is None else self.overlap
-        return aligned_overlap(want, tile, self.align)
+        self._patch_limit = half
+        self._notify("oom-tile", f"out of memory on {self.device}: patch {geo.patch} -> at most {half} pixels")
 
     # ------------------------------------------------------------------ the passes
 
-    def _run(self, images: Tensor, tile: int, batch: int) -> Tensor:
+    def _run(self, images: Tensor, geo: "_Geometry") -> Tensor:
         n, _, height, width = images.shape
-        overlap = self._overlap(tile) if tile else 0
-        feather = overlap * FEATHER_SHARE
-        plan = plan_tiles(height, width, tile, overlap, feather)
+        tile, batch = geo.tile, geo.batch
+        plan = plan_tiles(height, width, tile, geo.context, 2 * geo.context * FEATHER_SHARE)
         layers = list(getattr(self.model, "conv_attn_layers", lambda: [])())
         use_stats = self.whole_image_stats and len(plan) > 1 and bool(layers)
-        stats_plan = plan_tiles(height, width, tile, 0, 0.0) if use_stats else []
+        # Statistics: patch-sized tiles without context (same memory, a quarter of the work
+        # at tile 64 / overlap 32); each records the pixels it owns.
+        stats_tile = aligned_tile(geo.patch, self.align) if geo.patch >= self.align else geo.patch
+        stats_plan = plan_tiles(height, width, stats_tile, 0, 0.0) if use_stats else []
         items = [(i, t) for t in plan for i in range(n)]
         stats_items = [(i, t) for t in stats_plan for i in range(n)]
-        self._counter = _Counter(len(items) + len(stats_items), tile, batch)
+        self._counter = _Counter(len(items) + len(stats_items), tile, batch, geo.patch)
         hook: Optional[StatsHook] = None
         try:
             if use_stats:
@@ -426,10 +435,21 @@ class Upscaler:
             dtype=dtype_name(self.dtype),
             phase=phase,
             batch_size=c.batch,
+            patch_size=c.patch,
             notice=self._notice,
         )
         self._notice = ""
         self.progress(event)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """How one image is cut: tile (0 = whole), context per side, patch side, batch size."""
+
+    tile: int
+    context: int
+    patch: int
+    batch: int
 
 
 @dataclass
@@ -437,6 +457,7 @@ class _Counter:
     total: int
     tile: int
     batch: int
+    patch: int
     done: int = 0
 
 

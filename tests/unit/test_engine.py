@@ -13,7 +13,7 @@ from torch import nn
 from esc_cli.engine import TileProgress, Upscaler
 from esc_cli.engine import devices as devmod
 from esc_cli.engine.stats import StatsHook
-from esc_cli.engine.tiling import aligned_overlap, aligned_tile, blend_window, plan_axis, plan_tiles
+from esc_cli.engine.tiling import aligned_tile, blend_window, plan_axis, plan_tiles
 from esc_cli.engine.upscaler import EngineWarning, is_out_of_memory
 from esc_cli.errors import EngineError, UsageError
 
@@ -101,17 +101,18 @@ class NanUnlessFp32(nn.Module):
 # ----------------------------------------------------------------------------- geometry
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(100, 32, 8), (64, 16, 8), (33, 16, 0), (17, 16, 8), (8, 16, 4)])
-def test_axis_plan_covers_and_partitions(length, tile, overlap):
-    spans = plan_axis(length, tile, overlap, overlap / 2)
+@pytest.mark.parametrize(
+    "length,tile,context", [(100, 32, 8), (64, 16, 8), (33, 16, 0), (17, 8, 4), (8, 16, 4), (200, 16, 24)]
+)
+def test_axis_plan_covers_and_partitions(length, tile, context):
+    spans = plan_axis(length, tile, context, context)
     assert spans[0].start == 0 and spans[-1].stop == length
     for a, b in zip(spans, spans[1:]):
-        assert b.start == a.stop - overlap or b is spans[-1]
+        assert b.start == a.start + tile  # starts on the tile grid
         assert a.own_stop == b.own_start  # owned regions partition the axis
-        assert b.start <= a.own_stop <= a.stop
+        assert b.start + context <= a.own_stop <= a.stop - context  # a context's width from both edges
     assert spans[0].own_start == 0 and spans[-1].own_stop == length
-    assert all(s.size <= max(tile, 1) or len(spans) == 1 for s in spans)
-    assert all(s.start % max(1, tile - overlap) == 0 for s in spans)
+    assert all(s.size <= tile + 2 * context for s in spans) or len(spans) == 1
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
@@ -129,14 +130,12 @@ def test_blend_weights_sum_to_one(scale, feather):
 
 def test_alignment_helpers():
     assert aligned_tile(100, 32) == 96 and aligned_tile(64, 32) == 64 and aligned_tile(20, 32) == 20
-    assert aligned_overlap(20, 64, 32) == 32 and aligned_overlap(10, 64, 32) == 0
-    assert aligned_overlap(64, 64, 32) == 32  # at most half a tile
-    assert aligned_overlap(9, 20, 32) == 9
 
 
 def test_plan_tiles_shapes_align_to_window():
     tiles = plan_tiles(100, 75, 32, 8, 4.0)
-    assert {t.rows.start for t in tiles} == {0, 24, 48, 72}
+    assert {t.rows.start for t in tiles} == {0, 32, 64}
+    assert {t.cols.start for t in tiles} == {0, 32}
     assert all(t.rows.start % 8 == 0 and t.cols.start % 8 == 0 for t in tiles)
     assert tiles[-1].rows.stop == 100 and tiles[-1].cols.stop == 75
 
@@ -152,7 +151,7 @@ def test_context_free_model_tiles_exactly(tile, overlap):
     out = Upscaler(model, device="cpu", tile=tile, overlap=overlap).upscale(x)
     assert out.shape == (3, 111, 150) and out.dtype == torch.float32 and out.device.type == "cpu"
     assert torch.allclose(out, whole, atol=1e-6)
-    assert max(c[2] for c in model.calls[1:]) <= tile  # the model never saw more than a tile
+    assert max(c[2] for c in model.calls[1:]) <= tile + 2 * overlap  # never more than a patch
 
 
 def test_tile_zero_is_whole_image_inference(tiny_model):
@@ -197,7 +196,7 @@ def test_whole_image_statistics_are_replayed(tiny_model):
         tiny_model.set_stats_hook(lambda layer, x1: true_means.append(x1.mean((2, 3))) or true_means[-1])
         tiny_model(x[None])
         tiny_model.set_stats_hook(None)
-    up = RecordingUpscaler(tiny_model, device="cpu", tile=16, overlap=8)
+    up = RecordingUpscaler(tiny_model, device="cpu", tile=16, overlap=8, whole_image_stats=True)
     up.upscale(x)
     assert up.hooks and up.hooks[0].means is not None and not up.hooks[0].recording
     assert len(up.hooks[0].means) == len(layers) == len(true_means)
@@ -207,7 +206,7 @@ def test_whole_image_statistics_are_replayed(tiny_model):
     assert (up.hooks[0].means[0][0] - first).abs().max() < 0.05 * first.abs().max() + 1e-3
     assert all(layer.stats_hook is None for layer in layers)  # removed afterwards
     # Without the statistics pass no hook is installed at all.
-    plain = RecordingUpscaler(tiny_model, device="cpu", tile=16, overlap=8, whole_image_stats=False)
+    plain = RecordingUpscaler(tiny_model, device="cpu", tile=16, overlap=8)
     plain.upscale(x)
     assert plain.hooks == []
 
@@ -216,7 +215,9 @@ def test_statistics_pass_skips_the_tail_of_the_network(tiny_model):
     tail_calls = []
     tiny_model.to_img.register_forward_hook(lambda m, a, o: tail_calls.append(a[0].shape[0]))
     events: list[TileProgress] = []
-    Upscaler(tiny_model, device="cpu", tile=16, overlap=8, progress=events.append).upscale(smooth_image(40, 40))
+    Upscaler(tiny_model, device="cpu", tile=16, overlap=8, progress=events.append, whole_image_stats=True).upscale(
+        smooth_image(40, 40)
+    )
     upscale_tiles = sum(1 for e in events if e.phase == "upscale")
     stats_tiles = sum(1 for e in events if e.phase == "stats")
     assert stats_tiles > 0 and sum(tail_calls) == upscale_tiles
@@ -262,7 +263,12 @@ def test_batching_groups_tiles_into_one_pass():
 def test_progress_events(tiny_model):
     events: list[TileProgress] = []
     Upscaler(tiny_model, device="cpu", tile=16, overlap=8, progress=events.append).upscale(smooth_image(40, 40))
-    assert events
+    assert events and {e.phase for e in events} == {"upscale"}  # no statistics pass by default
+    assert len(events) == 4 and events[-1].patch_size == 32  # 2 x 2 patches of 32
+    events.clear()
+    Upscaler(tiny_model, device="cpu", tile=16, overlap=8, progress=events.append, whole_image_stats=True).upscale(
+        smooth_image(40, 40)
+    )
     totals = {e.total_tiles for e in events}
     assert len(totals) == 1
     done = [e.done_tiles for e in events]
@@ -281,11 +287,11 @@ def test_out_of_memory_halves_tile_and_redoes_it(tiny_model):
     up = Upscaler(wrapped, device="cpu", tile=64, overlap=8, progress=events.append)
     with pytest.warns(EngineWarning, match="out of memory"):
         out = up.upscale(x)
-    assert wrapped.ooms >= 2  # 64 -> 32 -> 16
-    assert up.last_tile == 16
-    assert events[-1].tile_size == 16
+    assert wrapped.ooms == 2  # whole image (64) -> patch 32 (tile 16 + 2 x 8) -> patch 16 (8 + 2 x 4)
+    assert (up.last_tile, up.last_overlap, up.last_patch) == (8, 4, 16)
+    assert events[-1].tile_size == 8 and events[-1].patch_size == 16
     assert any("out of memory" in e.notice for e in events)
-    reference = Upscaler(tiny_model, device="cpu", tile=16, overlap=8).upscale(x)
+    reference = Upscaler(tiny_model, device="cpu", tile=8, overlap=4).upscale(x)
     assert torch.allclose(out, reference, atol=1e-6)
     # The limit is remembered: the next image starts at 16 without another failure.
     before = wrapped.ooms
@@ -295,10 +301,10 @@ def test_out_of_memory_halves_tile_and_redoes_it(tiny_model):
 
 def test_out_of_memory_halves_batch_first(tiny_model):
     wrapped = OomAbove(tiny_model, limit=2 * 16 * 16)
-    up = Upscaler(wrapped, device="cpu", tile=16, overlap=8, batch_size=8)
+    up = Upscaler(wrapped, device="cpu", tile=8, overlap=4, batch_size=8)
     with pytest.warns(EngineWarning):
         up.upscale(smooth_image(40, 40))
-    assert up.last_batch == 2 and up.last_tile == 16
+    assert wrapped.ooms == 2 and up.last_batch == 2 and up.last_patch == 16
 
 
 def test_out_of_memory_whole_image_falls_back_to_tiles(tiny_model):
@@ -306,7 +312,7 @@ def test_out_of_memory_whole_image_falls_back_to_tiles(tiny_model):
     up = Upscaler(wrapped, device="cpu", tile=0)
     with pytest.warns(EngineWarning):
         out = up.upscale(smooth_image(40, 40))
-    assert out.shape == (3, 80, 80) and up.last_tile == 16
+    assert out.shape == (3, 80, 80) and up.last_tile == 8 and up.last_patch <= 20
 
 
 def test_out_of_memory_below_minimum_is_a_clean_error(tiny_model):

@@ -29,7 +29,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def photo_crop(size: int = 128) -> torch.Tensor:
+def photo_crop(size: int = 160) -> torch.Tensor:
     """`[3, size, size]`: the astronaut's face and shoulder, area-downscaled 2x (a natural photo)."""
     skimage_data = pytest.importorskip("skimage.data")
     img = torch.from_numpy(skimage_data.astronaut()).permute(2, 0, 1).float() / 255
@@ -48,7 +48,8 @@ def check_seamless(model: torch.nn.Module, size: int) -> float:
         whole = model(x[None])[0].clamp(0, 1)
     up = Upscaler(model, device="cpu", dtype=torch.float32, tile=64)
     tiled = up.upscale(x)
-    assert up.last_tile == 64  # really tiled: several tiles of 64 input pixels
+    # Really tiled: 2 x 2 patches of at most 64 + 2 x 32 pixels (default overlap).
+    assert (up.last_tile, up.last_patch) == (64, 128)
     value = psnr(tiled, whole)
     assert value >= SEAMLESS_DB, f"tile=64 vs whole image: {value:.2f} dB < {SEAMLESS_DB} dB"
     return value
@@ -56,7 +57,7 @@ def check_seamless(model: torch.nn.Module, size: int) -> float:
 
 def test_seamless_golden_esc_light_x4(golden_dir):
     model = load_model(golden_dir / "esc_light_x4.pth")
-    check_seamless(model, 128)
+    check_seamless(model, 160)
 
 
 # An empty list (before the default model lands in esc_cli/weights/bundled/) shows as
@@ -64,4 +65,4 @@ def test_seamless_golden_esc_light_x4(golden_dir):
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
 def test_seamless_bundled(path: Path):
     model = load_model(path)
-    check_seamless(model, 128)
+    check_seamless(model, 160)
