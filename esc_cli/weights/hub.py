@@ -183,8 +183,8 @@ def fetch(
         remove_cached(ref, cached, cache_dir=conf.cache_dir)
         cached = None
     pinned_revision = _COMMIT_RE.fullmatch(ref.revision) is not None
-    if cached is not None and (not refresh or pinned_revision or conf.offline):
-        return cached
+    if cached is not None and (not refresh or pinned_revision or ref.sha256 is not None or conf.offline):
+        return cached  # pinned bytes need no refresh
     if conf.offline:
         raise DownloadError(
             f"{ref}: not in the cache ({conf.cache_dir}) and HF_HUB_OFFLINE is set; "
@@ -290,11 +290,10 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
     path = Path(pointer)
     folder = storage_folder(ref, conf.cache_dir)
     blob = path.resolve()
-    if blob.parent != (folder / "blobs").resolve():
+    if not blob.is_relative_to(folder.resolve()):  # blobs/<etag> (or a copy in snapshots/ without symlinks)
         if path.is_symlink():
             path.unlink()
         raise DownloadError(f"{ref}: the downloaded file resolved outside the cache ({blob}); refused")
-    _write_ref(folder, ref.revision, meta.commit)
     expected = ref.sha256 or (meta.etag if is_sha256(meta.etag) else None)
     if expected is not None:
         actual = sha256_file(path)
@@ -305,6 +304,7 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
                 f"{ref}: downloaded bytes have sha256 {actual[:16]}..., not {what} {expected[:16]}...; "
                 "the file was deleted: try again, or report a corrupted upload or mirror"
             )
+    _write_ref(folder, ref.revision, meta.commit)  # only now may offline runs find it by branch
     return path
 
 

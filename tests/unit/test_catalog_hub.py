@@ -132,6 +132,18 @@ def test_refresh_follows_the_branch_and_survives_an_outage(server, tmp_path):
     assert hub.fetch(HubRef("org/tiny"), endpoint=down, cache_dir=tmp_path, refresh=True, progress=False) == second
 
 
+def test_pinned_copy_is_not_moved_by_a_refresh(server, tmp_path):
+    first = _fetch(HubRef("org/tiny", sha256=SHA), server, tmp_path)
+    server.hub.add("org/tiny", {"model.safetensors": OTHER}, commit="2" * 40)
+    assert _fetch(HubRef("org/tiny", sha256=SHA), server, tmp_path, refresh=True) == first
+    # an unpinned refresh to bad bytes leaves the branch pointing at the good commit
+    server.hub.repos["org/tiny"].files["model.safetensors"].body = DATA
+    with pytest.raises(IntegrityError):
+        _fetch(HubRef("org/tiny"), server, tmp_path, refresh=True)
+    assert (tmp_path / "models--org--tiny" / "refs" / "main").read_text() == "1" * 40
+    assert hub.cached_file(HubRef("org/tiny"), cache_dir=tmp_path) == first
+
+
 def test_refused_connection_fails_at_once(tmp_path):
     start = time.monotonic()
     with pytest.raises(DownloadError, match="cannot reach"):
