@@ -204,19 +204,32 @@ class _Meta:
     size: Optional[int]
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's network errors (huggingface_hub 2.x uses httpx2; older ones httpx or requests)."""
+    errors: list[type[BaseException]] = []
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def _resolve(ref: HubRef, conf: HubSettings, cached: Optional[Path]) -> Optional[_Meta]:
     """One bounded HEAD for `ref`: its commit, ETag and size; None if unreachable but cached."""
-    import httpx2
+    import inspect
+
     from huggingface_hub import errors as hf_errors
     from huggingface_hub.file_download import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(ref.repo_id, ref.filename, revision=ref.revision, endpoint=conf.endpoint)
+    kwargs = {"token": conf.token, "timeout": conf.timeout, "endpoint": conf.endpoint}
+    if "retry_on_errors" in inspect.signature(get_hf_file_metadata).parameters:
+        kwargs["retry_on_errors"] = False
     start = time.monotonic()
     try:
-        meta = get_hf_file_metadata(
-            url, token=conf.token, timeout=conf.timeout, endpoint=conf.endpoint, retry_on_errors=False
-        )
-    except (httpx2.TransportError, hf_errors.OfflineModeIsEnabled, OSError) as exc:
+        meta = get_hf_file_metadata(url, **kwargs)
+    except (*_transport_errors(), hf_errors.OfflineModeIsEnabled, OSError) as exc:
         if isinstance(exc, hf_errors.HfHubHTTPError):
             raise _http_error(ref, conf, exc) from None
         if cached is not None:
@@ -262,10 +275,8 @@ def _short(exc: BaseException) -> str:
 
 def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[ProgressCallback, bool, None]) -> Path:
     """Download the commit `meta` resolved, record the ref, and check location and sha256."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
-
-    import httpx2
+    from huggingface_hub import hf_hub_download
 
     tqdm_class = None
     if progress is False:
@@ -285,7 +296,7 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
         )
     except hf_errors.HfHubHTTPError as exc:
         raise _http_error(ref, conf, exc) from None
-    except (httpx2.TransportError, hf_errors.LocalEntryNotFoundError, OSError) as exc:
+    except (*_transport_errors(), hf_errors.LocalEntryNotFoundError, OSError) as exc:
         raise DownloadError(f"{ref}: download from {conf.endpoint} failed ({_short(exc)}); run the command again") from None
     path = Path(pointer)
     folder = storage_folder(ref, conf.cache_dir)
