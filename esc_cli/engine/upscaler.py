@@ -71,7 +71,7 @@ class Upscaler:
     """Runs an ESC network over `[3, H, W]` float images in `[0, 1]` held in host memory.
 
     - `device`: "auto"/None picks cuda, then mps, then cpu.
-    - `dtype`: None picks bf16 (CUDA cards with bf16) or fp16 on CUDA/MPS, fp32 on CPU.
+    - `dtype`: None/"auto" picks fp16 on CUDA/MPS, fp32 on CPU; bf16 on request.
       A tile whose output holds NaN/Inf is redone in fp32 (one `EngineWarning`).
     - `tile`: input pixels each tile contributes per side, rounded down to the model's
       attention window grid; 0 = whole image; None = automatic from free memory.
@@ -246,6 +246,11 @@ class Upscaler:
                 if not all(bool(torch.isfinite(m).all()) for m in hook.means or []):
                     hook = self._fp32_stats(images, stats_items, layers, height * width)
                     self._install(hook)
+            if len(plan) == 1 and batch >= n:
+                # One pass over all images: its output is the result (no canvas copy).
+                (done,) = list(self._stream(images, items, batch, hook, "upscale"))
+                assert done.output is not None
+                return done.output.contiguous()
             canvas = torch.zeros(n, 3, height * self.scale, width * self.scale)
             for done in self._stream(images, items, batch, hook, "upscale"):
                 self._blend(canvas, done)

@@ -392,9 +392,10 @@ def test_device_and_dtype_resolution(monkeypatch):
     with pytest.raises(UsageError):
         devmod.resolve_dtype("int8", cpu)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))
-    assert devmod.resolve_dtype(None, torch.device("cuda", 0)) == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))
     assert devmod.resolve_dtype(None, torch.device("cuda", 0)) == torch.float16
+    assert devmod.resolve_dtype("bf16", torch.device("cuda", 0)) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))
+    assert devmod.resolve_dtype("auto", torch.device("cuda", 0)) == torch.float16
     with pytest.raises(UsageError, match="bf16"):
         devmod.resolve_dtype("bf16", torch.device("cuda", 0))
 
