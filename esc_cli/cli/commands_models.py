@@ -15,6 +15,7 @@ from typing import Annotated, Iterator, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -111,7 +112,7 @@ def pull_command(
     if len(failed) == len(results) == 1:
         raise failed[0].error  # type: ignore[misc]
     for r in failed:
-        err_console.print(f"[bold red]error:[/] {r.error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(EXIT_NOTHING_DONE if len(failed) == len(results) else EXIT_SOME_FAILED)
 
@@ -135,12 +136,12 @@ def verify_command(
         for column in ("name", "state", "sha256", "detail"):
             table.add_column(column, overflow="fold")
         for r in results:
-            table.add_row(r.name, f"[{styles.get(r.state, '')}]{r.state}[/]", (r.sha256 or "")[:16], r.detail)
+            table.add_row(escape(r.name), f"[{styles.get(r.state, '')}]{r.state}[/]", (r.sha256 or "")[:16], escape(r.detail))
         _out.print(table)
     bad = [r for r in results if r.failed]
     for r in bad:
-        err_console.print(f"[bold red]error:[/] {r.name}: {r.state}: {r.path}; run `esc models pull {r.name}` to replace it",
-                          highlight=False, soft_wrap=True)  # fmt: skip
+        message = f"{r.name}: {r.state}: {r.path}; run `esc models pull {r.name}` to replace it"
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -194,5 +195,5 @@ def convert_command(
     label = result.entry.name if result.entry else f"{result.config.variant} x{result.config.scale}"
     err_console.print(
         f"converted {label}: {result.params:,} parameters; model.safetensors sha256 {result.sha256}",
-        highlight=False, soft_wrap=True,
+        highlight=False, soft_wrap=True, markup=False,
     )

@@ -94,7 +94,7 @@ def parse_hf(text: str) -> HubRef:
             raise UsageError(f"{text}: invalid revision {revision!r} after '@' (a branch, tag or commit id)")
     parts = body.split("/")
     if len(parts) < 2:
-        raise UsageError(f"{text}: expected hf://OWNER/REPO/PATH/IN/REPO.safetensors[@REVISION]")
+        raise UsageError(f"{text}: expected hf://OWNER/REPO/PATH/IN/REPO.safetensors, optionally @REVISION")
     owner, repo, path_parts = parts[0], parts[1], parts[2:]
     for part, what in ((owner, "owner"), (repo, "repository name")):
         if not _ID_PART.fullmatch(part) or ".." in part:
