@@ -205,6 +205,9 @@ def test_each_missing_object_alone_exits_3(hubsrv, tmp_path):
                         (f"hf://{ORG}/absent", f"hf://{ORG}/tiny/absent.safetensors", f"hf://{ORG}/tiny@v9")])  # fmt: skip
     for result, text in zip(results, ("not found", "no file", "revision")):
         assert result.returncode == 3 and text in _one_error_line(result.stderr)
+    mixed = run(["models", "pull", f"hf://{ORG}/tiny", f"hf://{ORG}/absent"], env)
+    assert mixed.returncode == 1  # some failed
+    assert mixed.stdout.startswith(f"hf://{ORG}/tiny\t") and "absent not found" in _one_error_line(mixed.stderr)
 
 
 def test_corrupted_bytes_against_a_pinned_sha256_are_refused_and_removed(hubsrv, tmp_path):
