@@ -130,8 +130,7 @@ _PARAMS = {  # from the official state dicts (ARCHITECTURE.md / official_state_d
 
 
 def _official(family: str, scale: int, variant: str, config, upstream_file: str, description: str) -> CatalogEntry:
-    arch = "esc-dflip" if family == "esc-dflip" else family
-    params = _PARAMS["esc" if arch == "esc-dflip" else arch, scale]
+    params = _PARAMS["esc" if family == "esc-dflip" else family, scale]  # same network as `esc`
     return CatalogEntry(
         name=f"{family}-x{scale}",
         family=family,
