@@ -26,7 +26,7 @@ from esc_cli.errors import EngineError, UsageError
 # Default context around each tile, in input pixels (`overlap`): see docs/engine.md.
 DEFAULT_OVERLAP = 32
 # Width of the feather band, as a share of what neighbouring patches share (2 x overlap).
-FEATHER_SHARE = 0.5
+FEATHER_SHARE = 0.25
 # The smallest patch side OOM halving goes down to before giving up.
 MIN_PATCH = 16
 # Most tiles per forward pass chosen automatically on accelerators (CPU: 1).
