@@ -183,6 +183,7 @@ def export_safetensors(model: torch.nn.Module, path: Path, meta: dict, fp16: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -241,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=0.0, help="stop (after a checkpoint) past this wall time")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.pt")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from these weights (safetensors): every tensor whose name and shape match is copied "
+        "(fine-tuning, or a new scale from another scale's body); ignored with --resume",
+    )
     p.add_argument("--out", type=Path, default=None, help="export final weights here (safetensors)")
     p.add_argument("--fp16", action="store_true", help="export weights as float16")
     p.add_argument("--runs", type=Path, default=REPO / "runs")
@@ -290,6 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     step = 0
     elapsed = 0.0
+
+    if args.init is not None and not (args.resume and (run_dir / "last.pt").exists()):
+        from esc_cli.weights.files import read_state_dict
+
+        source = read_state_dict(args.init)
+        own = model.state_dict()
+        copied = {k: v.to(torch.float32) for k, v in source.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(copied, strict=False)
+        fresh = sorted(set(own) - set(copied))
+        log(f"init from {args.init}: {len(copied)} tensors copied, freshly initialised: {fresh}")
 
     ckpt_path = run_dir / "last.pt"
     if args.resume and ckpt_path.exists():
@@ -347,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": step,
             "seed": args.seed,
             "recipe": "scripts/train_default.py",
+            "init": str(args.init.name) if args.init else "",
         }
 
     def validate() -> None:
@@ -366,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         sched.step()
         step += 1
-        loss_acc += float(loss)
+        loss_acc += float(loss.detach())
         n_acc += 1
         elapsed = time.time() - t_start
         if step % 50 == 0:
