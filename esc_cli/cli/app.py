@@ -6,6 +6,7 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from esc_cli import __version__
 from esc_cli.cli import commands_models, commands_upscale, commands_video
@@ -48,7 +49,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except EscError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
