@@ -60,8 +60,11 @@ def test_seamless_golden_esc_light_x4(golden_dir):
     check_seamless(model, 160)
 
 
-# An empty list (before the default model lands in esc_cli/weights/bundled/) shows as
-# one skipped test; every bundled file found is checked.
+def test_the_default_model_is_bundled():
+    """The seamless check below must never pass vacuously: the package ships its default model."""
+    assert BUNDLED, "no esc_cli/weights/bundled/*.safetensors found"
+
+
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
 def test_seamless_bundled(path: Path):
     model = load_model(path)
