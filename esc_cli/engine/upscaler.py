@@ -164,7 +164,9 @@ class Upscaler:
             try:
                 with torch.inference_mode():
                     out = self._run(images, geo)
-            except _OutOfMemory:
+            except Exception as exc:  # noqa: BLE001 - out of memory anywhere in the run (fp32 redo too)
+                if not (isinstance(exc, _OutOfMemory) or is_out_of_memory(exc)):
+                    raise
                 self._shrink(geo)
                 continue
             self.last_tile, self.last_overlap, self.last_patch, self.last_batch = (
@@ -314,14 +316,16 @@ class Upscaler:
         output, finite_host, event = self._download(y, finite)
         return _Batch(idx, tiles, output, finite_host, event)
 
-    def _upload(self, images: Tensor, idx: list[int], tiles: list[Tile]) -> Tensor:
-        """Stack the crops on the host (pinned for CUDA) and send them to the device."""
+    def _upload(
+        self, images: Tensor, idx: list[int], tiles: list[Tile], dtype: Optional[torch.dtype] = None
+    ) -> Tensor:
+        """Stack the crops on the host (pinned for CUDA), send them to the device, cast to `dtype`."""
         h, w = tiles[0].shape
         host = host_buffer((len(idx), 3, h, w), torch.float32, self.pinned)
         for b, (i, t) in enumerate(zip(idx, tiles)):
             host[b].copy_(images[i, :, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop])
         x = host.to(self.device, non_blocking=self.pinned)
-        return x.to(self.dtype)
+        return x.to(dtype or self.dtype)
 
     def _download(self, y: Tensor, finite: Tensor) -> tuple[Tensor, Tensor, Optional["torch.cuda.Event"]]:
         """Start copying a batch's output to the host; CUDA copies are asynchronous."""
@@ -363,6 +367,8 @@ class Upscaler:
     def _redo_fp32(self, images: Tensor, batch: _Batch, hook: Optional[StatsHook]) -> None:
         """Redo the items of `batch` whose output is not finite with an fp32 copy of the model."""
         assert batch.output is not None and batch.finite is not None
+        if self.dtype == torch.float32:
+            raise EngineError("the model produced NaN/Inf in float32: the weights are broken")
         model = self._fp32()
         self._notify(
             "nan",
@@ -372,7 +378,7 @@ class Upscaler:
             i, t = batch.images[b], batch.tiles[b]
             if hook is not None:
                 hook.set_batch([i], [t])
-            x = self._upload(images, [i], [t]).float()
+            x = self._upload(images, [i], [t], torch.float32)
             y = model(x)
             if not bool(torch.isfinite(y).all()):
                 raise EngineError("the model produced NaN/Inf even in float32: the weights are broken")
@@ -382,6 +388,8 @@ class Upscaler:
         self, images: Tensor, items: Sequence[tuple[int, Tile]], layers: list, pixels: int
     ) -> StatsHook:
         """Statistics recorded in low precision overflowed: record them again in fp32."""
+        if self.dtype == torch.float32:
+            raise EngineError("the model produced NaN/Inf in float32: the weights are broken")
         self._notify(
             "nan",
             f"{dtype_name(self.dtype)} produced NaN/Inf on {self.device}; computing statistics in float32",
@@ -393,7 +401,7 @@ class Upscaler:
             idx, tiles = [i for i, _ in group], [t for _, t in group]
             hook.set_batch(idx, tiles)
             try:
-                model(self._upload(images, idx, tiles).float())
+                model(self._upload(images, idx, tiles, torch.float32))
             except StatsComplete:
                 pass
         hook.finish_recording(pixels)

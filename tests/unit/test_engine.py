@@ -363,6 +363,66 @@ def test_nan_tiles_are_redone_in_fp32_with_one_warning(tiny_model):
     assert psnr(out, reference) > 30
 
 
+class NanInputUnlessFp32(nn.Module):
+    """Wraps a model; low-precision passes see NaN inputs (so features and statistics are NaN too).
+
+    Float32 passes above `limit` pixels raise `torch.OutOfMemoryError`.
+    """
+
+    def __init__(self, inner: nn.Module, limit: int = 1 << 30) -> None:
+        super().__init__()
+        self.inner = inner
+        self.limit = limit
+        self.scale = inner.scale
+        self.window_size = inner.window_size
+
+    def conv_attn_layers(self):
+        return self.inner.conv_attn_layers()
+
+    def set_stats_hook(self, hook) -> None:
+        self.inner.set_stats_hook(hook)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            x = x * float("nan")
+        elif x.shape[0] * x.shape[2] * x.shape[3] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.inner(x)
+
+
+def test_nan_statistics_are_recorded_again_in_fp32(tiny_model):
+    x = smooth_image(40, 40)
+    reference = Upscaler(tiny_model, device="cpu", tile=16, overlap=8, whole_image_stats=True).upscale(x)
+    wrapped = NanInputUnlessFp32(tiny_model)
+    up = Upscaler(wrapped, device="cpu", dtype="bf16", tile=16, overlap=8, whole_image_stats=True)
+    with pytest.warns(EngineWarning, match="float32"):
+        out = up.upscale(x)
+    # Every tile was redone in fp32 with statistics recorded in fp32: the fp32 result.
+    assert torch.allclose(out, reference, atol=1e-5)
+
+
+def test_out_of_memory_during_the_fp32_redo_halves_the_patch(tiny_model):
+    wrapped = NanInputUnlessFp32(tiny_model, limit=20 * 20)
+    up = Upscaler(wrapped, device="cpu", dtype="bf16", tile=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = up.upscale(smooth_image(40, 40))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "float32" in messages and "out of memory" in messages
+    assert torch.isfinite(out).all() and up.last_patch <= 20
+
+
+def test_nan_in_fp32_model_is_an_error_without_retry():
+    class AlwaysNan(PixelModel):
+        def forward(self, x):
+            return super().forward(x) * float("nan")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EngineWarning)  # no "redoing in float32" warning
+        with pytest.raises(EngineError, match="NaN"):
+            Upscaler(AlwaysNan(), device="cpu", tile=0).upscale(torch.rand(3, 8, 8))
+
+
 def test_nan_even_in_fp32_is_an_engine_error():
     class AlwaysNan(PixelModel):
         def forward(self, x):
