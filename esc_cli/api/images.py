@@ -763,11 +763,14 @@ def upscale_images(
     stdout: Optional[BinaryIO] = None,
     network: Optional[torch.nn.Module] = None,
     download_progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    runner=None,
 ) -> BatchSummary:
     """Run a whole batch: collect, plan, load the model, process each item, summarise.
 
     Emits `BatchStarted`, then `ItemStarted`/`ItemProgress`/`ItemFinished` per item, then
     `BatchFinished`. `download_progress(done, total)` reports a model download, if any.
+    `runner` (esc_cli.scale: one worker per device, or Ray) processes the items instead of
+    this process; events and the summary are the same (items may finish out of order).
     Raises `EscError` only for problems that stop everything before the
     first item (usage, no model); `KeyboardInterrupt` and `Terminated` propagate after a
     `BatchFinished(interrupted=True)` event (temp files are already removed).
@@ -796,16 +799,22 @@ def upscale_images(
         network = open_model(options.model, scale=options.scale, warn=notify, progress=download_progress)
     if options.check_resources:
         batch_disk_check(jobs, options.scale, notify)
-    upscaler = ImageUpscaler(network, options, progress=emit)
-    passes = plan_passes(upscaler.model_scale, options.scale)
-    if upscaler.model_scale**passes != options.scale:
+    if runner is None:
+        upscaler: Optional[ImageUpscaler] = ImageUpscaler(network, options, progress=emit)
+        model_scale, device_name, dtype_name = upscaler.model_scale, upscaler.device, upscaler.dtype
+    else:
+        upscaler = None
+        model_scale = int(getattr(network, "scale"))
+        device_name, dtype_name = runner.describe(network, options, jobs)
+    passes = plan_passes(model_scale, options.scale)
+    if model_scale**passes != options.scale:
         notify(
-            f"model is x{upscaler.model_scale}; -s {format_scale(options.scale)} runs it {passes}x and resamples"
+            f"model is x{model_scale}; -s {format_scale(options.scale)} runs it {passes}x and resamples"
             " (antialiased bicubic)"
         )
     total = len(jobs) + len(ignored)
-    emit(BatchStarted(total, _model_name(options.model, network), upscaler.model_scale, options.scale, passes,
-                      upscaler.device, upscaler.dtype, options.tile))
+    emit(BatchStarted(total, _model_name(options.model, network), model_scale, options.scale, passes,
+                      device_name, dtype_name, options.tile))
     summary = BatchSummary()
     index = 0
 
@@ -829,9 +838,14 @@ def upscale_images(
                                 error=entry.reason if entry.failed else None,
                                 reason=None if entry.failed else entry.reason), junk=not entry.failed)
         input_paths = [j.item.path for j in jobs if j.item.path is not None]
-        for job in jobs:
-            index += 1
-            finish(_process(job, index, total, options, upscaler, emit, input_paths, stdin, stdout))
+        if runner is not None:
+            numbered = [(index + i + 1, job) for i, job in enumerate(jobs)]
+            runner.run(numbered, total, options, network, emit=emit, finish=finish, notify=notify,
+                       input_paths=input_paths)
+        else:
+            for job in jobs:
+                index += 1
+                finish(_process(job, index, total, options, upscaler, emit, input_paths, stdin, stdout))
     except (KeyboardInterrupt, Terminated) as exc:
         summary.seconds = time.perf_counter() - started
         code = getattr(exc, "exit_code", EXIT_INTERRUPTED)

@@ -553,6 +553,7 @@ def upscale_video(
     progress: Optional[ProgressFn] = None,
     notice: Optional[NoticeFn] = None,
     on_start: Optional[Callable[[dict], None]] = None,
+    segment_runner=None,
 ) -> VideoResult:
     """Upscale the video `source` by `scale` into `output`, keeping audio, subtitles and timing.
 
@@ -562,6 +563,9 @@ def upscale_video(
     .webm, 10-bit when the source is). The output is written atomically and an existing one
     needs `overwrite`. With `resume`, segments of `segment_seconds` are kept in a hidden folder
     next to the output so an interrupted run continues where it stopped.
+    `segment_runner` (esc_cli.scale: one worker per device, or Ray) encodes the segments
+    (of `segment_seconds`, also without `resume`) on its workers, with a pinned encoder
+    thread count so the bytes do not depend on which worker encoded which segment.
     Raises InputError, OutputError, UsageError, ModelNotFoundError or VideoError.
     """
     t_start = time.perf_counter()
@@ -592,10 +596,15 @@ def upscale_video(
         network = open_model(model, scale=scale, device="cpu", dtype=torch.float32, warn=say)
     from esc_cli.engine import Upscaler
 
-    upscaler = Upscaler(network, device=dev, dtype=torch_dtype, tile=tile, overlap=overlap)
+    if segment_runner is None:
+        upscaler = Upscaler(network, device=dev, dtype=torch_dtype, tile=tile, overlap=overlap)
+    else:
+        upscaler = None
     model_scale = int(getattr(network, "scale", 1))
     settings = default_settings(output, info, codec, crf, preset, pix_fmt)
-    seg_frames = max(1, round(segment_seconds * float(info.fps))) if resume else None
+    if segment_runner is not None:
+        settings = segment_runner.encode_settings(settings)
+    seg_frames = max(1, round(segment_seconds * float(info.fps))) if resume or segment_runner is not None else None
     model_id = f"{model or ''}:{_model_digest(network)}"
     job = prepare_job(source, output, info=info, scale=scale, settings=settings, segment_frames=seg_frames,
                       workdir=resume_dir(output), model_id=model_id)
@@ -609,8 +618,11 @@ def upscale_video(
         say(f"model is x{model_scale}; -s {scale:g} runs it {passes}x and resamples (antialiased bicubic)")
     processor = FrameProcessor(upscaler, model_scale=model_scale, scale=scale, in_size=(info.width, info.height),
                                out_size=job.out_size, enc_size=job.enc_size)
-    device_name = str(getattr(upscaler, "device", dev or "cpu"))
-    dtype_name = str(getattr(upscaler, "dtype", torch_dtype or torch.float32)).removeprefix("torch.")
+    if segment_runner is None:
+        device_name = str(getattr(upscaler, "device", dev or "cpu"))
+        dtype_name = str(getattr(upscaler, "dtype", torch_dtype or torch.float32)).removeprefix("torch.")
+    else:
+        device_name, dtype_name = segment_runner.describe(torch_dtype)
     if batch_frames is None:
         batch_frames = 1 if device_name.startswith("cpu") else 4
     if not resume:  # a private temporary work folder next to the output, removed in every case
@@ -649,8 +661,13 @@ def upscale_video(
             eta = (total - state["done"]) / fps if fps > 0 else None
             progress(VideoProgress(state["done"], total, fps, eta, state["seg"], len(job.segments), state["segs_done"]))
 
+        if segment_runner is not None:
+            todo = [seg.index for seg in job.segments if seg.index not in done_set]
+            segment_runner.run(job, todo, network, scale=scale, dtype=torch_dtype, tile=tile, overlap=overlap,
+                               batch_frames=batch_frames, on_frames=on_frames, notify=say)
+            state["segs_done"] += len(todo)
         for seg in job.segments:
-            if seg.index in done_set:
+            if segment_runner is not None or seg.index in done_set:
                 continue
             state["seg"] = seg.index
             encode_segment(job, seg.index, processor, batch_frames=batch_frames, on_frames=on_frames)

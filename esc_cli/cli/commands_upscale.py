@@ -36,12 +36,14 @@ from esc_cli.api.images import (
 from esc_cli.cli.console import err_console
 from esc_cli.cli.options import (
     DeviceOption,
+    DevicesOption,
     DtypeOption,
     JsonOption,
     ModelOption,
     OverlapOption,
     OverwriteOption,
     QuietOption,
+    RayOption,
     ScaleOption,
     TileOption,
 )
@@ -209,6 +211,8 @@ def upscale(
     overlap: OverlapOption = None,
     json_mode: JsonOption = False,
     quiet: QuietOption = False,
+    devices: DevicesOption = None,
+    ray: RayOption = None,
 ) -> None:
     """Upscale images, folders, globs or stdin (-) with ESC."""
     if alpha not in ALPHA_MODES:
@@ -240,11 +244,17 @@ def upscale(
         max_pixels=max_pixels or None,
     )
     options.validate()
+    runner = None
+    if devices or ray:
+        from esc_cli.scale.cli import image_runner
+
+        runner = image_runner(devices, ray, stdio=stdout_image or "-" in inputs)
     renderer = _Renderer(json_mode=json_mode, quiet=quiet)
     try:
         with _sigterm_raises(), renderer:
+            kwargs = {} if runner is None else {"runner": runner}
             summary = upscale_images(
-                inputs, options, on_event=renderer, warn=renderer.note, download_progress=renderer.download
+                inputs, options, on_event=renderer, warn=renderer.note, download_progress=renderer.download, **kwargs
             )
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)

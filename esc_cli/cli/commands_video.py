@@ -22,12 +22,14 @@ import typer
 from esc_cli.cli.console import err_console
 from esc_cli.cli.options import (
     DeviceOption,
+    DevicesOption,
     DtypeOption,
     JsonOption,
     ModelOption,
     OverlapOption,
     OverwriteOption,
     QuietOption,
+    RayOption,
     TileOption,
 )
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EscError, Terminated
@@ -181,14 +183,21 @@ def register(app: typer.Typer) -> None:
         pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format: yuv420p (default), yuv420p10le (10-bit), yuv444p, ...")] = None,
         batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="Frames per inference call (default 1 on CPU, 4 on GPU).")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Encode in segments kept next to the output; a rerun continues an interrupted job.")] = False,
-        segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.01, help="Segment length for --resume.")] = 10.0,
+        segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.01, help="Segment length for --resume, --devices and --ray.")] = 10.0,
         overwrite: OverwriteOption = False,
         json_: JsonOption = False,
         quiet: QuietOption = False,
+        devices: DevicesOption = None,
+        ray: RayOption = None,
     ) -> int:
         """Upscale a video: every audio and subtitle stream kept, timing kept, atomic output, resumable."""
         from esc_cli.api.video import upscale_video
 
+        kwargs = {}
+        if devices or ray:
+            from esc_cli.scale.cli import segment_runner
+
+            kwargs["segment_runner"] = segment_runner(devices, ray)
         reporter = _Reporter(quiet=quiet, as_json=json_, source=input, output=output)
         t0 = time.perf_counter()
         try:
@@ -198,7 +207,7 @@ def register(app: typer.Typer) -> None:
                         input, output, model=model, scale=scale, device=device, dtype=dtype, tile=tile, overlap=overlap,
                         batch_frames=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
                         resume=resume, segment_seconds=segment_seconds, progress=reporter.progress,
-                        notice=reporter.notice, on_start=reporter.start,
+                        notice=reporter.notice, on_start=reporter.start, **kwargs,
                     )
                 finally:
                     reporter.stop()

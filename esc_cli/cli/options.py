@@ -22,3 +22,11 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace exis
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON event per line on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices on stderr.")]
 OutputPathOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file or folder; - for stdout.")]
+DevicesOption = Annotated[
+    Optional[str],
+    typer.Option("--devices", help="One worker per device: cuda:0,cuda:1, all, or cpu,cpu (see docs/scale.md)."),
+]
+RayOption = Annotated[
+    Optional[str],
+    typer.Option("--ray", envvar="RAY_ADDRESS", help="Run on a Ray cluster: its address, or local (see docs/scale.md)."),
+]
