@@ -1,6 +1,6 @@
-"""Tiled inference: bounded memory, seamless tiles, batched, any device and precision."""
+"""Tiled inference: bounded memory, seamless tiles, batched, any device and precision (docs/engine.md)."""
 
 from esc_cli.engine.progress import ProgressCallback, TileProgress
-from esc_cli.engine.upscaler import Upscaler
+from esc_cli.engine.upscaler import EngineWarning, Upscaler
 
-__all__ = ["ProgressCallback", "TileProgress", "Upscaler"]
+__all__ = ["EngineWarning", "ProgressCallback", "TileProgress", "Upscaler"]

@@ -551,6 +551,18 @@ def test_cuda_transfer_path_simulated(tiny_model, monkeypatch):
     assert FakeEvent.recorded == FakeEvent.waited == len(blended)
 
 
+def test_automatic_tile_follows_available_ram(tiny_model, monkeypatch):
+    per_px = devmod.bytes_per_pixel(tiny_model, torch.float32, torch.device("cpu"))
+    ram = int((40 * 40) * per_px / devmod.MEMORY_SHARE_CPU)  # room for a 40-pixel patch
+    monkeypatch.setattr(devmod, "available_ram", lambda: ram)
+    events: list[TileProgress] = []
+    up = Upscaler(tiny_model, device="cpu", overlap=8, progress=events.append)
+    out = up.upscale(smooth_image(64, 64))
+    assert out.shape == (3, 128, 128)
+    assert (up.last_tile, up.last_patch) == (24, 40)  # 40 - 2 x 8, on the window grid (8)
+    assert events[-1].tile_size == 24
+
+
 def test_automatic_tile_whole_image_when_it_fits(tiny_model):
     up = Upscaler(tiny_model, device="cpu")
     out = up.upscale(smooth_image(20, 30))
