@@ -197,8 +197,6 @@ def cmd_table(args) -> None:
 
 def cmd_memory(args) -> None:
     """Peak RSS per input pixel of one forward, per variant, at two tile sizes (slope)."""
-    from esc_cli.engine.devices import bytes_per_pixel
-
     print(f"{'variant':>12} {'tile':>5} {'peak MiB':>9} {'B/px':>9} {'slope':>9} {'estimate':>10}")
     for name in args.variants:
         peaks = {}
@@ -212,7 +210,6 @@ def cmd_memory(args) -> None:
             per_px = peaks[tile]["peak"] * 2**20 / (tile * tile)
             print(f"{name:>12} {tile:>5} {peaks[tile]['peak']:9.1f} {per_px:9.0f} {slope:9.0f} {est:10.0f}",
                   flush=True)
-    del bytes_per_pixel
 
 
 def child_memory(spec: dict) -> dict:
@@ -287,9 +284,8 @@ def main() -> None:
     p.add_argument("--tiles", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--overlap", type=int, default=32)
     args = parser.parse_args()
-    for name, default in (("sizes", [256, 512, 1024]),):
-        if args.cmd is None:
-            setattr(args, name, default)
+    if args.cmd is None:
+        args.sizes = [256, 512, 1024]
     {"speed": cmd_speed, None: cmd_speed, "table": cmd_table, "memory": cmd_memory, "tiles": cmd_tiles}[args.cmd](args)
 
 
