@@ -33,3 +33,14 @@ def tiny_model(tiny_config):
 
     torch.manual_seed(0)
     return build_network(tiny_config).eval().requires_grad_(False)
+
+
+def restore_sigint() -> None:
+    """`preexec_fn` for subprocesses a test interrupts: undo an inherited SIG_IGN.
+
+    A shell's background job (`cmd &`, nohup, some CI runners) starts with SIGINT
+    ignored, and a Python child then never raises KeyboardInterrupt.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import restore_sigint
 import torch
 from PIL import Image, ImageCms
 
@@ -324,7 +326,8 @@ def _interrupt_batch(tmp_path: Path, model_file: Path, sig: int) -> tuple[int, l
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*ESC, "upscale", str(folder), "-s", "4", "-o", str(out), "--json", "-q",
                              "--model", str(model_file), "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=restore_sigint)
     lines = []
     try:
         assert proc.stdout is not None

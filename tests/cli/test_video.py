@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import restore_sigint
 import torch
 
 from esc_cli.cli import main
@@ -230,7 +232,8 @@ def long_clip(tmp_path_factory):
 def test_interrupt_leaves_nothing(assets, long_clip, tmp_path, sig, code):
     out = tmp_path / "o.mp4"
     proc = subprocess.Popen(_cmd(str(long_clip), str(out), "--model", str(assets["model"]), "--json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=restore_sigint)
     assert proc.stdout is not None
     for line in proc.stdout:  # signal once frames are flowing
         if json.loads(line)["event"] == "progress":
@@ -249,7 +252,8 @@ def test_resume_after_interrupt_matches_uninterrupted_run(assets, long_clip, tmp
     out = tmp_path / "resumed.mp4"
     work = tmp_path / ".resumed.mp4.esc-resume"
     proc = subprocess.Popen(_cmd(str(long_clip), str(out), "--model", str(assets["model"]), "-q", *seg),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=restore_sigint)
     _wait_for(lambda: (work / "seg-00001.nut").exists(), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
