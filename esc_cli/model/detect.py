@@ -56,24 +56,16 @@ def config_from_state_dict(state: Mapping[str, Tensor]) -> ESCConfig:
     window = (side + 1) // 2
     hidden = _shape(state, "blocks.0.convffns.0.proj.weight")[0]
     exp_ratio = hidden / dim
-    if variant == "esc":
-        use_ln = "blocks.0.lns.0.weight" in state
-        out_ch = _shape(state, "to_img.weight")[0]
-        scale = math.isqrt(out_ch // 3)
-        if 3 * scale * scale != out_ch:
-            raise CheckpointError(f"to_img.weight has {out_ch} output channels, not 3*s*s")
-        upsampler = "pixelshuffle"
-    elif variant == "esc-fp":
-        use_ln = True
-        out_ch = _shape(state, "to_img.weight")[0]
-        scale = math.isqrt(out_ch // 3)
-        if 3 * scale * scale != out_ch:
-            raise CheckpointError(f"to_img.weight has {out_ch} output channels, not 3*s*s")
-        upsampler = "pixelshuffle"
-    else:
-        use_ln = True
-        scale = 4
+    if variant == "esc-real":
+        use_ln, scale = True, 4
         upsampler = "dysample" if "to_img.offset.weight" in state else "nearest-conv"
+    else:
+        use_ln = variant == "esc-fp" or "blocks.0.lns.0.weight" in state
+        out_ch = _shape(state, "to_img.weight")[0]
+        scale = math.isqrt(out_ch // 3)
+        if scale < 1 or 3 * scale * scale != out_ch:
+            raise CheckpointError(f"to_img.weight has {out_ch} output channels, not 3*s*s")
+        upsampler = "pixelshuffle"
     return ESCConfig(
         variant=variant,
         scale=scale,
