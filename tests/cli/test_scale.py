@@ -200,3 +200,52 @@ def test_video_worker_killed_mid_segment_still_completes(assets, one_worker_vide
     assert result.frames == 10
     assert (tmp_path / "out.mp4").read_bytes() == one_worker_video.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_sigterm_mid_batch_exits_143_and_stops_every_worker(assets, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray((RNG.random((160, 160, 3)) * 255).astype(np.uint8)).save(folder / f"m{i:02d}.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "import sys; from esc_cli.cli.app import main; sys.exit(main())", "upscale",
+           str(folder), "-o", str(out), "--model", str(assets["model"]), "--devices", "cpu,cpu", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["event"] == "item":
+            break
+    workers = _descendants(proc.pid)
+    assert len(workers) >= 2  # the fork server and its two workers
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    events = lines + [json.loads(x) for x in rest.splitlines() if x.strip()]
+    assert proc.returncode == 143
+    assert events[-1]["event"] == "summary" and events[-1]["interrupted"] and events[-1]["exit_code"] == 143
+    assert events[-1]["done"] < 12
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in workers):
+        time.sleep(0.1)
+    assert not [p for p in workers if os.path.exists(f"/proc/{p}")]
+    assert not [p for p in tmp_path.rglob("*") if ".esc-tmp" in p.name]
