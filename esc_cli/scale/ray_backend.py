@@ -39,6 +39,15 @@ TASK_RETRIES = 1
 _ACTOR_CLASS = None
 
 
+def actors_per_gpu() -> int:
+    """Actors sharing each GPU ($ESC_RAY_ACTORS_PER_GPU, default 1): image batches whose decode and
+    encode keep one process from filling the GPU gain from 2-4 (docs/scale.md)."""
+    try:
+        return max(1, int(os.environ.get("ESC_RAY_ACTORS_PER_GPU", "1")))
+    except ValueError:
+        raise UsageError("ESC_RAY_ACTORS_PER_GPU must be a whole number >= 1") from None
+
+
 def _ray():
     try:
         import ray
@@ -100,7 +109,7 @@ class _RayPool:
             ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
             self.started_here = True
         else:
-            ray.init(address=None if self.address == "auto" else self.address, log_to_driver=False)
+            ray.init(address=self.address, log_to_driver=False)  # "auto": the running cluster (RAY_ADDRESS)
 
     def slots(self) -> tuple[int, bool]:
         """How many actors and whether they hold a GPU each."""
@@ -108,7 +117,7 @@ class _RayPool:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         if gpus > 0:
-            return gpus, True
+            return gpus * actors_per_gpu(), True
         return max(1, int(resources.get("CPU", 1))), False
 
     def describe(self, dtype: Optional[torch.dtype]) -> tuple[str, str]:
@@ -124,7 +133,7 @@ class _RayPool:
         count, self.gpu = self.slots()
         count = max(1, min(count, len(tasks), self.max_actors or count))
         state_ref = ray.put(state)
-        options = {"num_gpus": 1} if self.gpu else {"num_cpus": 1}
+        options = {"num_gpus": 1 / actors_per_gpu()} if self.gpu else {"num_cpus": 1}
         cls = _actor_class()
         setup = {**setup, "cwd": os.getcwd()}
         self.actors = [cls.options(max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES, **options)
