@@ -248,7 +248,7 @@ def upscale(
     if devices or ray:
         from esc_cli.scale.cli import image_runner
 
-        runner = image_runner(devices, ray, stdio=stdout_image or "-" in inputs)
+        runner = image_runner(devices, ray, stdio=stdout_image or "-" in inputs, paths=[*inputs, output])
     renderer = _Renderer(json_mode=json_mode, quiet=quiet)
     try:
         with _sigterm_raises(), renderer:

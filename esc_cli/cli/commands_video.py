@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
         if devices or ray:
             from esc_cli.scale.cli import segment_runner
 
-            kwargs["segment_runner"] = segment_runner(devices, ray)
+            kwargs["segment_runner"] = segment_runner(devices, ray, paths=[str(input), str(output or "")])
         reporter = _Reporter(quiet=quiet, as_json=json_, source=input, output=output)
         t0 = time.perf_counter()
         try:

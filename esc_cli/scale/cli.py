@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from esc_cli.errors import UsageError
 from esc_cli.scale.devices import parse_devices
 
 
-def _check(devices: Optional[str], ray: Optional[str]) -> None:
+def _check(devices: Optional[str], ray: Optional[str], paths: Sequence[Optional[str]] = ()) -> None:
     if devices and ray:
         raise UsageError("--devices and --ray exclude each other (on Ray, every GPU or CPU slot gets a worker)")
+    urls = [p for p in paths if p and "://" in p]
+    if urls:
+        raise UsageError(f"{urls[0]}: URLs (s3://, gs://, ...) are not read directly yet; mount the bucket "
+                         "(s3fs, gcsfuse, mountpoint-s3) on every node and pass its path (docs/scale.md)")
 
 
-def image_runner(devices: Optional[str], ray: Optional[str], *, stdio: bool = False):
+def image_runner(devices: Optional[str], ray: Optional[str], *, stdio: bool = False, paths: Sequence[Optional[str]] = ()):
     """The runner for `esc upscale`: `LocalImageRunner` for --devices, `RayImageRunner` for --ray."""
-    _check(devices, ray)
+    _check(devices, ray, paths)
     if stdio:
         raise UsageError("--devices/--ray work on files: stdin (-) and -o - need a one-device run")
     if ray:
@@ -27,9 +31,9 @@ def image_runner(devices: Optional[str], ray: Optional[str], *, stdio: bool = Fa
     return LocalImageRunner(parse_devices(devices) or ["cpu"])
 
 
-def segment_runner(devices: Optional[str], ray: Optional[str]):
+def segment_runner(devices: Optional[str], ray: Optional[str], *, paths: Sequence[Optional[str]] = ()):
     """The runner for `esc video`: `LocalSegmentRunner` for --devices, `RaySegmentRunner` for --ray."""
-    _check(devices, ray)
+    _check(devices, ray, paths)
     if ray:
         from esc_cli.scale.ray_backend import RaySegmentRunner
 

@@ -16,6 +16,7 @@ Inputs and outputs are paths that every node sees at the same place (a shared fi
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from typing import Callable, Optional, Sequence
 
@@ -106,10 +107,10 @@ class _RayPool:
         if ray.is_initialized():
             return
         if self.address == "local":
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             self.started_here = True
         else:
-            ray.init(address=self.address, log_to_driver=False)  # "auto": the running cluster (RAY_ADDRESS)
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)  # "auto": the running cluster (RAY_ADDRESS)
 
     def slots(self) -> tuple[int, bool]:
         """How many actors and whether they hold a GPU each."""
