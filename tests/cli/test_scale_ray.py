@@ -141,3 +141,23 @@ def test_actor_lost_without_retries_reports_its_items(cluster, assets, tmp_path,
     outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(outputs) == summary.done
     assert not [p for p in tmp_path.rglob("*") if ".esc-tmp" in p.name]
+
+
+def test_video_actor_killed_mid_segment_still_identical(cluster, assets, tmp_path):
+    from esc_cli.api.loading import load_model
+    from esc_cli.api.video import upscale_video
+    from esc_cli.scale import LocalSegmentRunner
+    from esc_cli.scale.ray_backend import RaySegmentRunner
+
+    network = load_model(str(assets["model"]))
+    local = upscale_video(assets["clip"], tmp_path / "local.mp4", network=network, scale=2, segment_seconds=0.3,
+                          segment_runner=LocalSegmentRunner(["cpu"]))
+    runner = RaySegmentRunner("local")
+    state: dict = {}
+    _killer(runner.pool, state)
+    result = upscale_video(assets["clip"], tmp_path / "ray.mp4", network=network, scale=2, segment_seconds=0.3,
+                           segment_runner=runner)
+    assert state.get("killed")
+    assert result.frames == local.frames == 10
+    assert (tmp_path / "ray.mp4").read_bytes() == (tmp_path / "local.mp4").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.mp4", "ray.mp4"]
