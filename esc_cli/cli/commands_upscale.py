@@ -245,15 +245,18 @@ def upscale(
     )
     options.validate()
     runner = None
+    run = upscale_images
     if devices or ray:
-        from esc_cli.scale.cli import image_runner
+        from esc_cli.scale.cli import image_runner, needs_urls
 
-        runner = image_runner(devices, ray, stdio=stdout_image or "-" in inputs, paths=[*inputs, output])
+        runner = image_runner(devices, ray, stdio=stdout_image or "-" in inputs)
+        if needs_urls([*inputs, output]):
+            from esc_cli.scale.remote import upscale_urls as run
     renderer = _Renderer(json_mode=json_mode, quiet=quiet)
     try:
         with _sigterm_raises(), renderer:
             kwargs = {} if runner is None else {"runner": runner}
-            summary = upscale_images(
+            summary = run(
                 inputs, options, on_event=renderer, warn=renderer.note, download_progress=renderer.download, **kwargs
             )
     except KeyboardInterrupt:

@@ -13,13 +13,18 @@ def _check(devices: Optional[str], ray: Optional[str], paths: Sequence[Optional[
         raise UsageError("--devices and --ray exclude each other (on Ray, every GPU or CPU slot gets a worker)")
     urls = [p for p in paths if p and "://" in p]
     if urls:
-        raise UsageError(f"{urls[0]}: URLs (s3://, gs://, ...) are not read directly yet; mount the bucket "
+        raise UsageError(f"{urls[0]}: video URLs are not read directly; mount the bucket "
                          "(s3fs, gcsfuse, mountpoint-s3) on every node and pass its path (docs/scale.md)")
 
 
-def image_runner(devices: Optional[str], ray: Optional[str], *, stdio: bool = False, paths: Sequence[Optional[str]] = ()):
+def needs_urls(paths: Sequence[Optional[str]]) -> bool:
+    """True when an input or the output of `esc upscale` is an fsspec URL."""
+    return any(p and "://" in p for p in paths)
+
+
+def image_runner(devices: Optional[str], ray: Optional[str], *, stdio: bool = False):
     """The runner for `esc upscale`: `LocalImageRunner` for --devices, `RayImageRunner` for --ray."""
-    _check(devices, ray, paths)
+    _check(devices, ray)
     if stdio:
         raise UsageError("--devices/--ray work on files: stdin (-) and -o - need a one-device run")
     if ray:

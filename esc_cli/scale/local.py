@@ -71,6 +71,19 @@ def image_worker(device: str, state: dict, setup: dict) -> ImageWorker:
     return ImageWorker(device, state, setup)
 
 
+def with_urls(payload: tuple, job, pairs) -> tuple:
+    """A task payload plus the item's input and output URLs (fsspec runs; see esc_cli.scale.remote)."""
+    if not pairs:
+        return payload
+    from esc_cli.scale.remote import relabel_text
+
+    return payload + (relabel_text(str(job.item.path), pairs), relabel_text(str(job.output), pairs))
+
+
+def image_factory(pairs) -> str:
+    return "esc_cli.scale.remote.url_image_worker" if pairs else "esc_cli.scale.local.image_worker"
+
+
 def refuse_streams(jobs: Sequence) -> None:
     """Scale-out works on files: stdin inputs and stdout outputs stay one-device runs."""
     for job in jobs:
@@ -120,6 +133,7 @@ class LocalImageRunner:
         self.devices = list(devices)
         self.pool: Optional[WorkerPool] = None
         self.on_started: Optional[Callable[[WorkerPool], None]] = None  # tests: kill a worker
+        self.url_pairs: list = []  # set by esc_cli.scale.remote for URL inputs/outputs
 
     def describe(self, network: torch.nn.Module, options, jobs: Sequence) -> tuple[str, str]:
         """`device`/`dtype` for the start event; refuses stdin/stdout jobs."""
@@ -130,14 +144,15 @@ class LocalImageRunner:
             emit: Callable, finish: Callable, notify: Notify, input_paths: Sequence[Path]) -> None:
         """Process every `(index, job)`; each ends as exactly one `finish(ItemFinished)`."""
         items = ImageItems(numbered, total, finish, notify)
-        tasks = [Task(index, (job, index, total, False)) for index, job in numbered]
+        pairs = self.url_pairs
+        tasks = [Task(index, with_urls((job, index, total, False), job, pairs)) for index, job in numbered]
         by_key = {t.key: t for t in tasks}
         setup = {"options": options, "input_paths": list(input_paths)}
-        self.pool = WorkerPool(self.devices, "esc_cli.scale.local.image_worker", weights_of(network), setup)
+        self.pool = WorkerPool(self.devices, image_factory(pairs), weights_of(network), setup)
 
         def on_retry(index: int, reason: str) -> None:
             notify(f"{items.jobs[index].item.label}: {reason}; retrying on another worker")
-            by_key[index].payload = items.retry_payload(index)
+            by_key[index].payload = with_urls(items.retry_payload(index), items.jobs[index], pairs)
 
         def on_lost(index: int, reason: str) -> None:
             remove_temp_outputs(items.jobs[index].output)

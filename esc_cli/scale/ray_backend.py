@@ -28,9 +28,11 @@ from esc_cli.scale.local import (
     ImageItems,
     SegmentFrames,
     pin_encoder_threads,
+    image_factory,
     refuse_streams,
     remove_temp_outputs,
     weights_of,
+    with_urls,
 )
 
 IN_FLIGHT_PER_ACTOR = 2
@@ -209,6 +211,7 @@ class RayImageRunner:
 
     def __init__(self, address: str, *, num_cpus: Optional[int] = None, max_actors: Optional[int] = None) -> None:
         self.pool = _RayPool(address, num_cpus=num_cpus, max_actors=max_actors)
+        self.url_pairs: list = []  # set by esc_cli.scale.remote for URL inputs/outputs
 
     def describe(self, network: torch.nn.Module, options, jobs: Sequence) -> tuple[str, str]:
         refuse_streams([j for j in jobs if not j.skip and not j.error])
@@ -220,7 +223,7 @@ class RayImageRunner:
 
         items = ImageItems(numbered, total, finish, notify)
         setup = {"options": options, "input_paths": list(input_paths)}
-        tasks = [(index, (job, index, total, False)) for index, job in numbered]
+        tasks = [(index, with_urls((job, index, total, False), job, self.url_pairs)) for index, job in numbered]
 
         def replay(messages) -> None:
             for m in messages:
@@ -239,7 +242,7 @@ class RayImageRunner:
             items.done(index, items.failed(index, reason))
 
         try:
-            self.pool.run("esc_cli.scale.local.image_worker", weights_of(network), setup, tasks,
+            self.pool.run(image_factory(self.url_pairs), weights_of(network), setup, tasks,
                           on_result=on_result, on_error=on_error, on_lost=on_lost)
         finally:
             for _, job in numbered:  # temp files of attempts lost with their worker

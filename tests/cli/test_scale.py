@@ -250,3 +250,27 @@ def test_sigterm_mid_batch_exits_143_and_stops_every_worker(assets, tmp_path):
         time.sleep(0.1)
     assert not [p for p in workers if os.path.exists(f"/proc/{p}")]
     assert not [p for p in tmp_path.rglob("*") if ".esc-tmp" in p.name]
+
+
+def test_fsspec_urls_in_and_out_match_local_paths(assets, tmp_path, capsys):
+    """file:// URLs go through fsspec exactly as s3:// or gs:// would: listed by the driver, read and
+    written by the workers; events name the URLs; a rerun skips or refuses existing outputs."""
+    model = str(assets["model"])
+    local = tmp_path / "local"
+    code_l, ev_l, _ = run_json(["upscale", str(assets["images"]), "-r", "-s", "2", "--model", model, "-o", str(local),
+                                "--device", "cpu"], capsys)
+    src_url, out_url = f"file://{assets['images']}", f"file://{tmp_path / 'remote'}"
+    args = ["upscale", src_url, "-r", "-s", "2", "--model", model, "-o", out_url, "--devices", "cpu,cpu"]
+    code_u, ev_u, err = run_json(args, capsys)
+    assert code_u == code_l == 1
+    assert tree(tmp_path / "remote") == tree(local)
+    items = {e["input"]: e for e in ev_u if e["event"] == "item"}
+    assert items[f"{src_url}/sub/alpha.png"]["output"] == f"{out_url}/sub/alpha_x2.png"
+    assert items[f"{src_url}/sub/alpha.png"]["status"] == "done"
+    assert items[f"{src_url}/broken.png"]["status"] == "failed" and src_url in items[f"{src_url}/broken.png"]["error"]
+    assert "esc-urls-" not in json.dumps(ev_u) + err and "esc-url-" not in json.dumps(ev_u)
+    code_s, ev_s, _ = run_json(args + ["--skip-existing"], capsys)
+    assert code_s == 1 and ev_s[-1]["skipped"] == 7 and ev_s[-1]["done"] == 0
+    code_f, ev_f, _ = run_json(args, capsys)
+    assert code_f == 3 and ev_f[-1]["failed"] == 8
+    assert not [p for p in tmp_path.rglob("*") if ".esc-tmp" in p.name]

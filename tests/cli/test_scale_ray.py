@@ -161,3 +161,14 @@ def test_video_actor_killed_mid_segment_still_identical(cluster, assets, tmp_pat
     assert result.frames == local.frames == 10
     assert (tmp_path / "ray.mp4").read_bytes() == (tmp_path / "local.mp4").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.mp4", "ray.mp4"]
+
+
+def test_fsspec_urls_on_ray(cluster, assets, tmp_path, capsys):
+    args = ["upscale", "-r", "-s", "2", "--model", str(assets["model"])]
+    code_l, _ = run_json(args + [str(assets["images"]), "-o", str(tmp_path / "local"), "--device", "cpu"], capsys)
+    out_url = f"file://{tmp_path / 'remote'}"
+    code_r, events = run_json(args + [f"file://{assets['images']}", "-o", out_url, "--ray", "local"], capsys)
+    assert code_r == code_l == 1
+    assert tree(tmp_path / "remote") == tree(tmp_path / "local")
+    done = [e for e in events if e["event"] == "item" and e["status"] == "done"]
+    assert len(done) == 5 and all(e["output"].startswith(out_url + "/") for e in done)
