@@ -130,7 +130,10 @@ def url_image_worker(device: str, state: dict, setup: dict) -> UrlImageWorker:
 
 def _mirror(arg: str, local: Path, recursive: bool, pairs: Pairs) -> str:
     """List one input URL into placeholders under `local`; returns the argument to plan with."""
-    fs, root = _fsspec().core.url_to_fs(arg)
+    try:
+        fs, root = _fsspec().core.url_to_fs(arg)
+    except (ImportError, ValueError) as exc:  # the store's package is missing, or an unknown scheme
+        raise UsageError(f"{arg}: {exc}") from None
     base = arg.rstrip("/")
     try:
         if fs.isdir(root):

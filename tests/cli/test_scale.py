@@ -96,7 +96,8 @@ def test_devices_usage_errors(assets, tmp_path):
     assert main(["upscale", src, "--devices", "gpu7", "-o", str(tmp_path / "a.png")]) == 2
     assert main(["upscale", src, "--devices", "cpu", "--ray", "local", "-o", str(tmp_path / "a.png")]) == 2
     assert main(["upscale", src, "--devices", "cpu,cpu", "-o", "-"]) == 2
-    assert main(["upscale", "s3://bucket/in", "--devices", "cpu,cpu", "-o", str(tmp_path / "o")]) == 2
+    assert main(["upscale", "nosuchscheme://bucket/in", "--devices", "cpu,cpu", "-o", str(tmp_path / "o")]) == 2
+    assert main(["video", src, str(tmp_path / "v.mp4"), "--devices", "cpu", "--ray", "local"]) == 2
     assert not list(tmp_path.iterdir())
 
 
