@@ -85,6 +85,9 @@ class Upscaler:
     - `whole_image_stats`: give every tile the whole image's ConvAttn statistics, recorded
       by an extra pass (off by default: docs/engine.md has the measurements).
     - `progress`: called with a `TileProgress` after every batch.
+
+    The model is moved and cast in place (`model.to(device, dtype)`), as loading does;
+    a float32 copy of its weights is kept on the host when `dtype` is not float32.
     """
 
     def __init__(
