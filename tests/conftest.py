@@ -10,7 +10,9 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One thread: tiny models run ~100x slower with two threads on a loaded 2-core machine,
+# and tests that start subprocesses leave the other core to them.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ ScaleOption = Annotated[float, typer.Option("--scale", "-s", min=1.0, help="Upsc
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 DtypeOption = Annotated[str, typer.Option("--dtype", help="auto, fp32, fp16 or bf16.")]
 TileOption = Annotated[
-    Optional[int], typer.Option("--tile", min=0, help="Tile size in input pixels; 0 = whole image; default automatic.")
+    Optional[int], typer.Option("--tile", min=0, help="Input pixels per tile side; 0 = whole image; default automatic.")
 ]
-OverlapOption = Annotated[Optional[int], typer.Option("--overlap", min=0, help="Tile overlap in input pixels.")]
+OverlapOption = Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context around each tile, in input pixels (default 32).")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON event per line on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices on stderr.")]
