@@ -240,6 +240,8 @@ class LocalSegmentRunner:
             dtype: Optional[torch.dtype], tile: Optional[int], overlap: Optional[int],
             batch_frames: Optional[int], on_frames: Callable[[int], None], notify: Notify) -> None:
         """Encode segments `segments` of `job` (each to `job.segment_path(k)`); raise `VideoError` if one fails."""
+        if not segments:
+            return
         frames = SegmentFrames(on_frames)
         setup = {"job": job, "scale": scale, "dtype": dtype, "tile": tile, "overlap": overlap,
                  "batch_frames": batch_frames}

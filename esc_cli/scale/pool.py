@@ -141,19 +141,9 @@ class WorkerPool:
 
     def _start(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe()
-        env_threads = os.environ.get("OMP_NUM_THREADS")
-        if slot.device == "cpu":
-            os.environ["OMP_NUM_THREADS"] = "1"  # read by the child's OpenMP runtime at start
-        try:
-            proc = self._ctx.Process(target=_worker_main, name=f"esc-worker-{slot.index}-{slot.device}",
-                                     args=(child, slot.device, self.factory, self.state, self.setup), daemon=True)
-            proc.start()
-        finally:
-            if slot.device == "cpu":
-                if env_threads is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = env_threads
+        proc = self._ctx.Process(target=_worker_main, name=f"esc-worker-{slot.index}-{slot.device}",
+                                 args=(child, slot.device, self.factory, self.state, self.setup), daemon=True)
+        proc.start()
         child.close()
         slot.process, slot.conn, slot.alive, slot.task, slot.pid = proc, parent, True, None, proc.pid
 
@@ -217,11 +207,11 @@ class WorkerPool:
                 self._dispatch(queue, live)
                 waitables = {}
                 for s in live:
-                    waitables[s.conn] = s
-                    waitables[s.process.sentinel] = s
+                    waitables[s.conn] = (s, s.process)
+                    waitables[s.process.sentinel] = (s, s.process)
                 for ready in wait(list(waitables)):
-                    slot = waitables[ready]
-                    if not slot.alive:
+                    slot, process = waitables[ready]
+                    if not slot.alive or slot.process is not process:  # already handled (and maybe restarted)
                         continue
                     if ready is slot.conn:
                         pending -= self._receive(slot, queue, on_result, on_error, on_lost, on_message, on_retry)

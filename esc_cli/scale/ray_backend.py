@@ -264,6 +264,8 @@ class RaySegmentRunner:
             dtype: Optional[torch.dtype], tile: Optional[int], overlap: Optional[int],
             batch_frames: Optional[int], on_frames: Callable[[int], None], notify: Callable[[str], None]) -> None:
         """Encode `segments` of `job` on the actors; raise `VideoError` when one fails for good."""
+        if not segments:
+            return
         frames = SegmentFrames(on_frames)
         setup = {"job": job, "scale": scale, "dtype": dtype, "tile": tile, "overlap": overlap,
                  "batch_frames": batch_frames}
