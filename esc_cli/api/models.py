@@ -136,9 +136,11 @@ def open_model(
     the smallest scale >= `scale` (x4 above 4), falling back to the bundled default with a
     one-line `warn` when it can be neither found in the cache nor reached within 3.5 s (`$ESC_HUB_TIMEOUT`).
     Returns an eval-mode network on `device`/`dtype` mapping `[B, 3, H, W]` RGB in `[0, 1]`
-    to `[B, 3, sH, sW]`, where s is the network's own scale (`.scale`).
+    to `[B, 3, sH, sW]`, where s is the network's own scale (`.scale`), and `.name`: the
+    catalog name it was resolved to (the bundled one after a fallback), else `ref`.
     """
     resolved = resolve_model(ref, scale=scale, warn=warn, progress=progress)
     network = load_model(resolved.path, device=device, dtype=dtype)
     check_against_entry(network, resolved.entry, resolved.path)
+    network.name = resolved.entry.name if resolved.entry is not None else str(ref)
     return network

@@ -30,6 +30,16 @@ def check_output_path(output: Path, inputs: Iterable[Path] = (), *, overwrite: b
         raise OutputError(f"{output}: is a folder, not a file")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which races with threads.
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_output(output: Path, inputs: Iterable[Path] = (), *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp path next to `output`; on success rename it over `output`, else delete it.
@@ -44,6 +54,7 @@ def atomic_output(output: Path, inputs: Iterable[Path] = (), *, overwrite: bool 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".esc-tmp{output.suffix}", dir=output.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
         check_output_path(output, inputs, overwrite=overwrite)

@@ -205,3 +205,17 @@ def test_names():
     assert output_format_for("bmp") is None
     assert is_junk(Path(".DS_Store")) and is_junk(Path("Thumbs.db")) and is_junk(Path("._a.png"))
     assert looks_like_image(Path("a.PNG")) and not looks_like_image(Path("notes.txt"))
+
+
+def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from esc_cli.io.atomic import atomic_output
+
+    target = tmp_path / "out.png"
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
