@@ -98,6 +98,7 @@ def test_devices_usage_errors(assets, tmp_path):
     assert main(["upscale", src, "--devices", "cpu,cpu", "-o", "-"]) == 2
     assert main(["upscale", "nosuchscheme://bucket/in", "--devices", "cpu,cpu", "-o", str(tmp_path / "o")]) == 2
     assert main(["video", src, str(tmp_path / "v.mp4"), "--devices", "cpu", "--ray", "local"]) == 2
+    assert main(["video", "s3://bucket/clip.mp4", str(tmp_path / "v.mp4"), "--devices", "cpu"]) == 2
     assert not list(tmp_path.iterdir())
 
 
