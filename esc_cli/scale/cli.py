@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Sequence
 
 from esc_cli.errors import UsageError
 from esc_cli.scale.devices import parse_devices
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
 def _check(devices: Optional[str], ray: Optional[str], paths: Sequence[Optional[str]] = ()) -> None:
     if devices and ray:
         raise UsageError("--devices and --ray exclude each other (on Ray, every GPU or CPU slot gets a worker)")
-    urls = [p for p in paths if p and "://" in p]
+    urls = [p for p in paths if p and _URL.match(p)]  # "s3:/b/x" too: a Path argument folds "//"
     if urls:
-        raise UsageError(f"{urls[0]}: video URLs are not read directly; mount the bucket "
+        url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)", r"\1://", urls[0])
+        raise UsageError(f"{url}: video URLs are not read directly; mount the bucket "
                          "(s3fs, gcsfuse, mountpoint-s3) on every node and pass its path (docs/scale.md)")
 
 
