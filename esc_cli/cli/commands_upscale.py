@@ -7,11 +7,9 @@ object per line) or the image itself (`-o -`). Exit codes: 0 all done, 1 some fa
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -34,6 +32,7 @@ from esc_cli.api.images import (
     upscale_images,
 )
 from esc_cli.cli.console import err_console
+from esc_cli.cli.signals import sigterm_raises
 from esc_cli.cli.options import (
     DeviceOption,
     DevicesOption,
@@ -55,24 +54,6 @@ HELP = """Upscale images, folders, globs or stdin (-) with ESC.
 Outputs go next to each input as NAME_x4.EXT unless -o names a file, a folder or - (stdout).
 Exit codes: 0 all done, 1 some failed, 2 usage error, 3 nothing processed, 130 interrupted.
 """
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` so temp files are removed and the exit code is 143."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _Renderer:
@@ -254,7 +235,7 @@ def upscale(
             from esc_cli.scale.remote import upscale_urls as run
     renderer = _Renderer(json_mode=json_mode, quiet=quiet)
     try:
-        with _sigterm_raises(), renderer:
+        with sigterm_raises(), renderer:
             kwargs = {} if runner is None else {"runner": runner}
             summary = run(
                 inputs, options, on_event=renderer, warn=renderer.note, download_progress=renderer.download, **kwargs

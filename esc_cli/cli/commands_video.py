@@ -9,17 +9,16 @@ then `summary` (done/skipped/failed/seconds/exit_code/interrupted/error).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from esc_cli.cli.console import err_console
+from esc_cli.cli.signals import sigterm_raises
 from esc_cli.cli.options import (
     DeviceOption,
     DevicesOption,
@@ -33,24 +32,6 @@ from esc_cli.cli.options import (
     TileOption,
 )
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EscError, Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` so ffmpeg is stopped, temp files removed and the exit code is 143."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise Terminated("terminated")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _emit(event: dict) -> None:
@@ -201,7 +182,7 @@ def register(app: typer.Typer) -> None:
         reporter = _Reporter(quiet=quiet, as_json=json_, source=input, output=output)
         t0 = time.perf_counter()
         try:
-            with _sigterm_raises():
+            with sigterm_raises():
                 try:
                     result = upscale_video(
                         input, output, model=model, scale=scale, device=device, dtype=dtype, tile=tile, overlap=overlap,
