@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="start from these weights (safetensors): every tensor whose name and shape match is copied "
-        "(fine-tuning, or a new scale from another scale's body); ignored with --resume",
+        "(fine-tuning, a new scale from another scale's body, or more --n-blocks: added blocks start "
+        "as the identity); ignored with --resume",
     )
     p.add_argument("--out", type=Path, default=None, help="export final weights here (safetensors)")
     p.add_argument("--fp16", action="store_true", help="export weights as float16")
@@ -307,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
         copied = {k: v.to(torch.float32) for k, v in source.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(copied, strict=False)
         fresh = sorted(set(own) - set(copied))
+        # A block added on top of a smaller source network starts as the identity (its last
+        # conv at zero), so the grown network starts exactly where the source left off.
+        with torch.no_grad():
+            for k in fresh:
+                if ".conv_out." in k:
+                    model.state_dict()[k].zero_()
         log(f"init from {args.init}: {len(copied)} tensors copied, freshly initialised: {fresh}")
 
     ckpt_path = run_dir / "last.pt"
