@@ -227,16 +227,19 @@ def collect_inputs(
             seen.add(key)
             items.append(item)
 
+    def add_folder(folder: Path) -> None:
+        files, skipped = _scan_folder(folder, recursive, exclude)
+        ignored.extend(skipped)
+        for f in files:
+            add(InputItem(f, folder, scanned=True))
+
     for arg in args:
         if arg == "-":
             add(InputItem(None))
             continue
         path = Path(arg)
         if path.is_dir():
-            files, skipped = _scan_folder(path, recursive, exclude)
-            ignored.extend(skipped)
-            for f in files:
-                add(InputItem(f, path, scanned=True))
+            add_folder(path)
         elif path.exists() or path.is_symlink():
             add(InputItem(path))
         elif _GLOB_CHARS.search(arg):
@@ -246,10 +249,7 @@ def collect_inputs(
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    files, skipped = _scan_folder(mp, recursive, exclude)
-                    ignored.extend(skipped)
-                    for f in files:
-                        add(InputItem(f, mp, scanned=True))
+                    add_folder(mp)
                 elif looks_like_image(mp):
                     add(InputItem(mp, scanned=True))
                 elif mp.is_file():

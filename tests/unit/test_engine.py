@@ -18,15 +18,6 @@ from esc_cli.engine.upscaler import EngineWarning, is_out_of_memory
 from esc_cli.errors import EngineError, UsageError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tiles on 2 shared, busy cores: one intra-op thread avoids spin-wait storms."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a - b) ** 2).mean())
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)

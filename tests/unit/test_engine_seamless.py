@@ -20,15 +20,6 @@ BUNDLED = sorted((Path(esc_cli.__file__).parent / "weights" / "bundled").glob("*
 SEAMLESS_DB = 45.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is 2 shared, busy cores: one intra-op thread is faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def photo_crop(size: int = 160) -> torch.Tensor:
     """`[3, size, size]`: the astronaut's face and shoulder, area-downscaled 2x (a natural photo)."""
     skimage_data = pytest.importorskip("skimage.data")
