@@ -166,7 +166,7 @@ def verify_models(names: Optional[list[str]] = None) -> list[VerifyResult]:
                 if not path.is_file():
                     results.append(VerifyResult(entry.name, "not cached", None, None, "bundled file missing"))
                     continue
-                results.append(_verify_file(entry.name, path, entry.sha256, entry))
+                results.append(_verify_file(entry.name, path, catalog.pinned_sha256(entry), entry))
                 continue
             ref, name = hub_ref(entry), entry.name
         else:

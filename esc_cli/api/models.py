@@ -48,13 +48,15 @@ def hub_ref(entry: CatalogEntry) -> HubRef:
 
 
 def bundled_file(entry: CatalogEntry) -> Path:
-    """The file of a bundled row, checked against its pinned sha256 when the table has one."""
+    """The file of a bundled row, checked against its pinned sha256 when the table has one
+    (unless $ESC_BUNDLED_DIR supplies the files)."""
     path = catalog.bundled_path(entry)
     if not path.is_file():
         raise ModelNotFoundError(
             f"{entry.name}: the bundled file {path} is missing; reinstall esc or choose another model (esc models list)"
         )
-    if entry.sha256 is not None and sha256_file(path) != entry.sha256:
+    pinned = catalog.pinned_sha256(entry)
+    if pinned is not None and sha256_file(path) != pinned:
         raise IntegrityError(f"{path}: does not match the sha256 pinned for {entry.name}; reinstall esc")
     return path
 

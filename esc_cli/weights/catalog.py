@@ -110,6 +110,11 @@ def hub_org() -> str:
     return org or DEFAULT_HUB_ORG
 
 
+def bundled_dir_overridden() -> bool:
+    """True when $ESC_BUNDLED_DIR points the bundled rows at files of the caller's."""
+    return bool(os.environ.get(BUNDLED_DIR_ENV))
+
+
 def bundled_dir() -> Path:
     """The folder of bundled weights: $ESC_BUNDLED_DIR when set, else the package's `bundled/`."""
     override = os.environ.get(BUNDLED_DIR_ENV)
@@ -148,6 +153,15 @@ def _official(family: str, scale: int, variant: str, config, upstream_file: str,
     )
 
 
+# sha256 of the shipped files (docs/default-model.md). They pin the package's own folder;
+# files brought through $ESC_BUNDLED_DIR are the caller's and are not checked against them.
+BUNDLED_SHA256 = {
+    2: "ecb857142c930759fe79c5bbcca337f918af326bbd2364453ac4f95ab4945222",
+    3: "ea3c8dea821a6e5d99af8c5e4b0ff708daac1be497a2abefce05f4e101aa8774",
+    4: "f7ffef8b97b009020d5a2f222d4e54d96f472a74dd3d95d99dd64ab722d64567",
+}
+
+
 def _bundled(scale: int) -> CatalogEntry:
     return CatalogEntry(
         name=f"default-x{scale}",
@@ -159,7 +173,7 @@ def _bundled(scale: int) -> CatalogEntry:
         repo=None,
         filename=f"esc-default-x{scale}.safetensors",
         revision=None,
-        sha256=None,  # pin here once the file is final; until then read from the file
+        sha256=BUNDLED_SHA256.get(scale),
         license="MIT (this project)",
         upstream="esc_cli/weights/bundled",
         config=None,
@@ -314,10 +328,19 @@ def bundled_path(entry: CatalogEntry) -> Path:
     return bundled_dir() / entry.filename
 
 
+def pinned_sha256(entry: CatalogEntry) -> Optional[str]:
+    """The sha256 a row pins; None where it pins nothing, bundled rows whose files come
+    from $ESC_BUNDLED_DIR included."""
+    if entry.bundled and bundled_dir_overridden():
+        return None
+    return entry.sha256
+
+
 def bundled_sha256(entry: CatalogEntry) -> str:
     """The pinned sha256 of a bundled entry, else the digest of its file (read once per file state)."""
-    if entry.sha256 is not None:
-        return entry.sha256
+    pinned = pinned_sha256(entry)
+    if pinned is not None:
+        return pinned
     path = bundled_path(entry)
     stat = path.stat()
     return _digest_cached(str(path), stat.st_size, stat.st_mtime_ns)

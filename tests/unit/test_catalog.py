@@ -136,7 +136,34 @@ def test_bundled_sha256_is_read_from_the_file_and_follows_changes(tmp_path, monk
     monkeypatch.setenv(catalog.BUNDLED_DIR_ENV, str(tmp_path))
     path = _write_tiny(tmp_path, 4, seed=1)
     entry = catalog.find("default-x4")
-    assert entry.sha256 is None  # not pinned in the table until the trained file is final
+    assert catalog.pinned_sha256(entry) is None  # the table's pin is for the shipped files only
     assert catalog.bundled_sha256(entry) == hashlib.sha256(path.read_bytes()).hexdigest()
     _write_tiny(tmp_path, 4, seed=2)
     assert catalog.bundled_sha256(entry) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_shipped_bundled_files_match_their_pinned_sha256(monkeypatch):
+    from esc_cli.api.models import bundled_file
+    from esc_cli.weights import catalog
+
+    monkeypatch.delenv(catalog.BUNDLED_DIR_ENV, raising=False)
+    rows = [e for e in catalog.CATALOG if e.bundled]
+    assert {e.scale for e in rows if e.sha256} == {2, 3, 4}
+    for entry in rows:
+        assert bundled_file(entry).is_file()  # raises IntegrityError on a mismatch
+
+
+def test_a_tampered_shipped_file_is_refused(monkeypatch, tmp_path):
+    import dataclasses
+
+    import pytest
+
+    from esc_cli.api.models import bundled_file
+    from esc_cli.errors import IntegrityError
+    from esc_cli.weights import catalog
+
+    monkeypatch.delenv(catalog.BUNDLED_DIR_ENV, raising=False)
+    entry = next(e for e in catalog.CATALOG if e.bundled)
+    wrong = dataclasses.replace(entry, sha256="0" * 64)
+    with pytest.raises(IntegrityError, match="reinstall"):
+        bundled_file(wrong)
