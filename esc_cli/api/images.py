@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from esc_cli import __version__
+from esc_cli.engine.rescale import plan_passes, resample
 from esc_cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_NOTHING_DONE,
@@ -494,27 +495,9 @@ def exit_code_for(done: int, skipped: int, failed: int) -> int:
 # --------------------------------------------------------------------------- pixels
 
 
-def plan_passes(model_scale: int, scale: float) -> int:
-    """The smallest k >= 1 with `model_scale ** k >= scale`."""
-    if model_scale < 2:
-        return 1
-    k = 1
-    while model_scale**k < scale - 1e-9:
-        k += 1
-    return k
-
-
 def target_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """Output (height, width) for a scale factor, rounded, at least 1."""
     return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def resample(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """`[C, H, W]` float -> `[C, h, w]` with antialiased bicubic in float32, clamped to `[0, 1]`."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    out = F.interpolate(image[None].float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-    return out[0].clamp_(0.0, 1.0)
 
 
 def bleed_colors(color: Tensor, alpha: Tensor) -> Tensor:

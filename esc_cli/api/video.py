@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import queue
 import shutil
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from esc_cli.engine.rescale import plan_passes, resample
 from esc_cli.errors import InputError, OutputError, UsageError, VideoError
 from esc_cli.io.atomic import atomic_output, check_output_path
 from esc_cli.io.video import (
@@ -154,13 +154,6 @@ def output_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def passes_for(scale: float, model_scale: int) -> int:
-    """How many model passes reach at least `scale` (then the result is resampled down to it)."""
-    if model_scale <= 1:
-        return 1
-    return max(1, math.ceil(math.log(scale, model_scale) - 1e-9)) if scale > 1 else 1
-
-
 _TRC_FOR = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "gamma28", "smpte240m": "smpte240m",
             "bt2020nc": "bt2020-10", "bt2020c": "bt2020-10"}
 _PRIMARIES_FOR = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470bg", "smpte240m": "smpte240m",
@@ -197,7 +190,7 @@ class FrameProcessor:
     def __init__(self, upscaler, *, model_scale: int, scale: float, in_size: tuple[int, int],
                  out_size: tuple[int, int], enc_size: tuple[int, int]) -> None:
         self.upscaler = upscaler
-        self.passes = passes_for(scale, model_scale)
+        self.passes = plan_passes(model_scale, scale)
         self.out_size = out_size
         self.enc_size = enc_size
         self._batch = getattr(upscaler, "upscale_batch", None)
@@ -212,8 +205,7 @@ class FrameProcessor:
         for _ in range(self.passes):
             x = self._once(x)
         ow, oh = self.out_size
-        if tuple(x.shape[-2:]) != (oh, ow):
-            x = F.interpolate(x.float(), size=(oh, ow), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+        x = resample(x, (oh, ow))
         ew, eh = self.enc_size
         if (ew, eh) != (ow, oh):
             x = F.pad(x, (0, ew - ow, 0, eh - oh), mode="replicate")
@@ -613,7 +605,7 @@ def upscale_video(
             f"{job.enc_size[0]}x{job.enc_size[1]} (edge pixels repeated)")
     if info.is_vfr:
         say("variable frame rate: every frame keeps its source timestamp")
-    passes = passes_for(scale, model_scale)
+    passes = plan_passes(model_scale, scale)
     if model_scale ** passes != scale:
         say(f"model is x{model_scale}; -s {scale:g} runs it {passes}x and resamples (antialiased bicubic)")
     processor = FrameProcessor(upscaler, model_scale=model_scale, scale=scale, in_size=(info.width, info.height),
@@ -690,5 +682,5 @@ def upscale_video(
 
 __all__ = [
     "FrameProcessor", "Segment", "processor_for", "VideoJob", "VideoProgress", "VideoResult", "default_output", "encode_segment",
-    "join_segments", "output_size", "passes_for", "plan_segments", "prepare_job", "resume_dir", "upscale_video",
+    "join_segments", "output_size", "plan_segments", "prepare_job", "resume_dir", "upscale_video",
 ]

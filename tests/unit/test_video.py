@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from esc_cli.engine.rescale import plan_passes
 import torch
 
 from esc_cli.api.video import (
@@ -15,7 +16,6 @@ from esc_cli.api.video import (
     encode_segment,
     join_segments,
     output_size,
-    passes_for,
     plan_segments,
     prepare_job,
     to_array,
@@ -138,8 +138,8 @@ def test_segment_plan_and_sizes():
     assert plan_segments(10, None) == [Segment(0, 0, 10)]
     assert plan_segments(10, 4) == [Segment(0, 0, 4), Segment(1, 4, 8), Segment(2, 8, 10)]
     assert sum(s.count for s in plan_segments(1001, 30)) == 1001
-    assert passes_for(2, 2) == 1 and passes_for(3, 2) == 2 and passes_for(4, 2) == 2 and passes_for(1, 4) == 1
-    assert passes_for(8, 2) == 3 and passes_for(1.5, 4) == 1
+    assert plan_passes(2, 2) == 1 and plan_passes(2, 3) == 2 and plan_passes(2, 4) == 2 and plan_passes(4, 1) == 1
+    assert plan_passes(2, 8) == 3 and plan_passes(4, 1.5) == 1
     assert output_size(33, 25, 3) == (99, 75) and output_size(64, 48, 1.5) == (96, 72)
     assert needs_even("yuv420p") == (True, True) and needs_even("yuv422p10le") == (True, False)
     assert needs_even("yuv444p") == (False, False)
