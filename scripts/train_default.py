@@ -120,8 +120,9 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
 @torch.no_grad()
 def upscale_model(model: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
     """Run the network on a whole `[h, w, 3]` uint8 image; returns uint8 `[sh, sw, 3]`."""
-    out = model(to_tensor(lr).unsqueeze(0))[0]
-    return to_uint8(out)
+    device = next(model.parameters()).device
+    out = model(to_tensor(lr).unsqueeze(0).to(device))[0]
+    return to_uint8(out.float().cpu())
 
 
 def evaluate(model: torch.nn.Module, images: dict[str, np.ndarray], scale: int) -> dict[str, tuple[float, float]]:
@@ -160,6 +161,26 @@ def sample_batch(
         hrs.append(to_tensor(crop))
         lrs.append(to_tensor(downscale(crop, scale)))
     return torch.stack(lrs), torch.stack(hrs)
+
+
+_POOL_IMAGES: list[np.ndarray] = []
+_POOL_ARGS: tuple = ()
+
+
+def _pool_init(names: list[str], seed: int, batch: int, patch: int, scale: int) -> None:
+    """Worker initialiser: load the training images once per worker process."""
+    global _POOL_IMAGES, _POOL_ARGS
+    torch.set_num_threads(1)
+    _POOL_IMAGES = [im for im in (load_rgb(n) for n in names) if min(im.shape[:2]) >= patch * scale]
+    _POOL_ARGS = (seed, batch, patch, scale)
+
+
+def _pool_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of training step `step`: a pure function of (seed, step), so any number of
+    workers, and a resume at any step, give the same sequence."""
+    seed, batch, patch, scale = _POOL_ARGS
+    weights = np.full(len(_POOL_IMAGES), 1.0 / len(_POOL_IMAGES))
+    return sample_batch(np.random.default_rng([seed, step]), _POOL_IMAGES, weights, batch, patch, scale)
 
 
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
@@ -210,6 +231,38 @@ def eval_files(paths: list[Path], threads: int) -> int:
     return 0
 
 
+def calibrate_steps(model: torch.nn.Module, args: argparse.Namespace, pool, device: torch.device, scale: int) -> int:
+    """Time 30 training steps on a throw-away copy of `model` (same batch shape, fresh Adam) and
+    return how many steps fit in `args.auto_steps_minutes`, keeping 8% for validation and
+    checkpoints. The model, the seeds and the data sequence are left untouched."""
+    import copy
+
+    probe = copy.deepcopy(model)
+    opt = torch.optim.Adam(probe.parameters(), lr=args.lr * 0.01)
+    if pool is not None:
+        batches = pool.imap(_pool_batch, range(30), chunksize=4)
+    else:
+        images = [im for im in (load_rgb(n) for n in TRAIN_IMAGES) if min(im.shape[:2]) >= args.patch * scale]
+        w = np.full(len(images), 1.0 / len(images))
+        probe_rng = np.random.default_rng([args.seed, 1 << 30])
+        batches = (sample_batch(probe_rng, images, w, args.batch, args.patch, scale) for _ in range(30))
+    t0 = 0.0
+    for i, (lr_img, hr_img) in enumerate(batches):
+        if i == 10:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        loss = F.l1_loss(probe(lr_img.to(device)), hr_img.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_step = (time.perf_counter() - t0) / 20
+    del probe, opt
+    return max(1, int(args.auto_steps_minutes * 60 * 0.92 / per_step))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, help="upscaling factor to train (2, 3 or 4)")
@@ -241,6 +294,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--minutes", type=float, default=0.0, help="stop (after a checkpoint) past this wall time")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="sample batches in this many worker processes; with workers > 0 each step's batch is "
+        "a pure function of (seed, step), the same for any worker count (0: one random stream in "
+        "the training process, the recipe of the shipped x2/x3 weights)",
+    )
+    p.add_argument(
+        "--auto-steps-minutes",
+        type=float,
+        default=0.0,
+        help="time 30 throw-away steps, then set --steps so that training takes about this many "
+        "minutes; the chosen --steps is logged (pass it explicitly to reproduce the run)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.pt")
     p.add_argument(
         "--init",
@@ -260,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--scale and --name are required to train")
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        # cuBLAS needs this for deterministic results; TF32 matmuls/convs are the training speed.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     scale = args.scale
@@ -289,9 +364,22 @@ def main(argv: list[str] | None = None) -> int:
         use_ln=False,
         upsampler="pixelshuffle",
     )
-    model = build_network(config)
+    model = build_network(config).to(device)
     model.train()
     n_params = sum(t.numel() for t in model.parameters())
+
+    pool = None
+    if args.workers > 0:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(
+            args.workers, initializer=_pool_init, initargs=(TRAIN_IMAGES, args.seed, args.batch, patch, scale)
+        )
+
+    if args.auto_steps_minutes > 0 and not (args.resume and (run_dir / "last.pt").exists()):
+        args.steps = calibrate_steps(model, args, pool, device, scale)
+        log(f"auto steps: {args.steps} (--auto-steps-minutes {args.auto_steps_minutes})")
+
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, args.steps, args.warmup, args.lr_floor)
@@ -305,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
         source = read_state_dict(args.init)
         own = model.state_dict()
-        copied = {k: v.to(torch.float32) for k, v in source.items() if k in own and own[k].shape == v.shape}
+        copied = {k: v.to(device, torch.float32) for k, v in source.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(copied, strict=False)
         fresh = sorted(set(own) - set(copied))
         # A block added on top of a smaller source network starts as the identity (its last
@@ -318,13 +406,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt_path = run_dir / "last.pt"
     if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)  # our own file, written below
+        ck = torch.load(ckpt_path, weights_only=False, map_location=device)  # our own file, written below
         if ck["args"]["steps"] != args.steps or ck["config"] != asdict(config):
             log("warning: resuming with different --steps or config than the checkpoint")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())
         rng.bit_generator.state = ck["numpy_rng"]
         step = ck["step"]
         elapsed = ck.get("elapsed", 0.0)
@@ -383,8 +471,14 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time() - elapsed
     t_window, loss_acc, n_acc = time.time(), 0.0, 0
+    batches = pool.imap(_pool_batch, range(step, args.steps), chunksize=4) if pool is not None else None
     while step < args.steps:
-        lr_img, hr_img = sample_batch(rng, train, weights, args.batch, patch, scale)
+        if batches is not None:
+            lr_img, hr_img = next(batches)
+        else:
+            lr_img, hr_img = sample_batch(rng, train, weights, args.batch, patch, scale)
+        lr_img = lr_img.to(device, non_blocking=True)
+        hr_img = hr_img.to(device, non_blocking=True)
         sr = model(lr_img)
         loss = F.l1_loss(sr, hr_img)
         opt.zero_grad(set_to_none=True)
@@ -413,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"time budget reached at step {step}; stopping (resume with --resume)")
             break
 
+    if pool is not None:
+        pool.terminate()
     export_safetensors(model, run_dir / "latest.safetensors", meta(), args.fp16)
     if step >= args.steps and args.out is not None:
         export_safetensors(model, args.out, meta(), args.fp16)
