@@ -279,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=32, help="LR patch side")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--loss",
+        choices=("l1", "mse"),
+        default="l1",
+        help="training loss; mse (the PSNR objective itself) for a final fine-tuning stage",
+    )
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--lr-floor", type=float, default=0.01, help="final LR as a fraction of --lr")
     p.add_argument("--dim", type=int, default=32)
@@ -480,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         lr_img = lr_img.to(device, non_blocking=True)
         hr_img = hr_img.to(device, non_blocking=True)
         sr = model(lr_img)
-        loss = F.l1_loss(sr, hr_img)
+        loss = F.l1_loss(sr, hr_img) if args.loss == "l1" else F.mse_loss(sr, hr_img)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
