@@ -183,6 +183,22 @@ def _pool_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     return sample_batch(np.random.default_rng([seed, step]), _POOL_IMAGES, weights, batch, patch, scale)
 
 
+def prefetched_batches(pool, start: int, stop: int, depth: int):
+    """Batches of steps `start..stop-1` from the worker pool, in order, at most `depth` ahead.
+
+    (`Pool.imap` would run ahead without bound and hold every finished batch in memory.)
+    """
+    from collections import deque
+
+    pending: deque = deque()
+    nxt = start
+    while nxt < stop or pending:
+        while nxt < stop and len(pending) < depth:
+            pending.append(pool.apply_async(_pool_batch, (nxt,)))
+            nxt += 1
+        yield pending.popleft().get()
+
+
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     """Linear warmup to 1, then cosine decay to `floor` at `total`."""
     if step < warmup:
@@ -240,7 +256,7 @@ def calibrate_steps(model: torch.nn.Module, args: argparse.Namespace, pool, devi
     probe = copy.deepcopy(model)
     opt = torch.optim.Adam(probe.parameters(), lr=args.lr * 0.01)
     if pool is not None:
-        batches = pool.imap(_pool_batch, range(30), chunksize=4)
+        batches = prefetched_batches(pool, 0, 30, 2 * args.workers + 2)
     else:
         images = [im for im in (load_rgb(n) for n in TRAIN_IMAGES) if min(im.shape[:2]) >= args.patch * scale]
         w = np.full(len(images), 1.0 / len(images))
@@ -477,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time() - elapsed
     t_window, loss_acc, n_acc = time.time(), 0.0, 0
-    batches = pool.imap(_pool_batch, range(step, args.steps), chunksize=4) if pool is not None else None
+    batches = prefetched_batches(pool, step, args.steps, 2 * args.workers + 2) if pool is not None else None
     while step < args.steps:
         if batches is not None:
             lr_img, hr_img = next(batches)

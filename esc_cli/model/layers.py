@@ -54,6 +54,17 @@ def _two_sided_reflect(size: int, before: int, after: int, device: torch.device)
     return torch.where(idx < size, idx, period - idx)
 
 
+def gelu_(x: Tensor) -> Tensor:
+    """Exact (erf) GELU written into `x`; only for tensors outside autograd."""
+    return torch._C._nn.gelu_(x)
+
+
+def add_(x: Tensor, y: Tensor) -> Tensor:
+    """`x + y`, written into `x` when no gradient is being recorded (x must be a fresh
+    intermediate the caller owns)."""
+    return x + y if torch.is_grad_enabled() else x.add_(y)
+
+
 def weights_key(weight: Tensor, dtype: torch.dtype) -> tuple:
     """Identifies a weight's current values for caches: in-place updates bump `_version`.
 
@@ -106,9 +117,15 @@ class ConvFFN(nn.Module):
         self.aggr = Conv1x1(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        t = F.gelu(self.proj(x))
-        t = F.gelu(self.dwc(t)) + t
-        return self.aggr(t)
+        if torch.is_grad_enabled():
+            t = F.gelu(self.proj(x))
+            t = F.gelu(self.dwc(t)) + t
+            return self.aggr(t)
+        # Inference: the same arithmetic, written into the fresh outputs instead of
+        # allocating (and first-touching) three more full-size maps per layer.
+        t = gelu_(self.proj(x))
+        u = gelu_(self.dwc(t))
+        return self.aggr(u.add_(t))
 
 
 class WindowAttention(nn.Module):
@@ -336,8 +353,8 @@ class Block(nn.Module):
     def forward(self, x: Tensor, *kernels: Tensor) -> Tensor:
         skip = x
         x = self.proj(self.ln_proj(x))
-        x = x + self.attn(self.ln_attn(x))
+        x = add_(x, self.attn(self.ln_attn(x)))
         for ln, ffn, pconv in zip(self.lns, self.convffns, self.pconvs):
-            x = x + pconv(ffn(ln(x)), *kernels)
+            x = add_(x, pconv(ffn(ln(x)), *kernels))
         x = self.conv_out(self.ln_out(x))
-        return x + skip
+        return add_(x, skip)

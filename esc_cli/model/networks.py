@@ -19,6 +19,7 @@ from .layers import (
     DecomposedConvAttn,
     LayerNorm2d,
     StatsHook,
+    add_,
     dihedral_ensemble,
     pad_reflect,
     weights_key,
@@ -99,9 +100,9 @@ class ESC(_ESCBase):
         skip = f
         for block in self.blocks:
             f = block(f, kernel)
-        f = self.last(f) + skip
+        f = add_(self.last(f), skip)
         s = self.scale
-        y = self.to_img(f) + torch.repeat_interleave(x, s * s, dim=1)
+        y = add_(self.to_img(f), torch.repeat_interleave(x, s * s, dim=1))
         return F.pixel_shuffle(y, s)
 
 
