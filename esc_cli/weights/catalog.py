@@ -158,7 +158,7 @@ def _official(family: str, scale: int, variant: str, config, upstream_file: str,
 BUNDLED_SHA256 = {
     2: "ecb857142c930759fe79c5bbcca337f918af326bbd2364453ac4f95ab4945222",
     3: "ea3c8dea821a6e5d99af8c5e4b0ff708daac1be497a2abefce05f4e101aa8774",
-    4: "f7ffef8b97b009020d5a2f222d4e54d96f472a74dd3d95d99dd64ab722d64567",
+    4: "10d0358bac24ff1453cd4c1e1f339e6b0582eb012ebb6bbdd589e4c5d1aa4cca",
 }
 
 
