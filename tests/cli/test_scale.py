@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from esc_cli.api.images import ItemStarted, UpscaleOptions, upscale_images

@@ -10,7 +10,6 @@ from safetensors.torch import save_file
 
 import esc_cli
 from esc_cli.errors import CheckpointError, EscError, UnsafeCheckpointError
-from esc_cli.model import build_network
 
 
 @pytest.fixture
