@@ -247,7 +247,14 @@ def eval_files(paths: list[Path], threads: int) -> int:
     return 0
 
 
-def calibrate_steps(model: torch.nn.Module, args: argparse.Namespace, pool, device: torch.device, scale: int) -> int:
+def calibrate_steps(
+    model: torch.nn.Module,
+    args: argparse.Namespace,
+    pool,
+    device: torch.device,
+    images: list[np.ndarray],
+    weights: np.ndarray,
+) -> int:
     """Time 30 training steps on a throw-away copy of `model` (same batch shape, fresh Adam) and
     return how many steps fit in `args.auto_steps_minutes`, keeping 8% for validation and
     checkpoints. The model, the seeds and the data sequence are left untouched."""
@@ -258,10 +265,8 @@ def calibrate_steps(model: torch.nn.Module, args: argparse.Namespace, pool, devi
     if pool is not None:
         batches = prefetched_batches(pool, 0, 30, 2 * args.workers + 2)
     else:
-        images = [im for im in (load_rgb(n) for n in TRAIN_IMAGES) if min(im.shape[:2]) >= args.patch * scale]
-        w = np.full(len(images), 1.0 / len(images))
         probe_rng = np.random.default_rng([args.seed, 1 << 30])
-        batches = (sample_batch(probe_rng, images, w, args.batch, args.patch, scale) for _ in range(30))
+        batches = (sample_batch(probe_rng, images, weights, args.batch, args.patch, args.scale) for _ in range(30))
     t0 = 0.0
     for i, (lr_img, hr_img) in enumerate(batches):
         if i == 10:
@@ -390,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     n_params = sum(t.numel() for t in model.parameters())
 
+    train = [load_rgb(n) for n in TRAIN_IMAGES]
+    train = [im for im in train if min(im.shape[:2]) >= patch * scale]
+    # Every training image is equally likely (the big retina and Hubble images are
+    # largely black).
+    weights = np.full(len(train), 1.0 / len(train))
     pool = None
     if args.workers > 0:
         import multiprocessing as mp
@@ -399,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.auto_steps_minutes > 0 and not (args.resume and (run_dir / "last.pt").exists()):
-        args.steps = calibrate_steps(model, args, pool, device, scale)
+        args.steps = calibrate_steps(model, args, pool, device, train, weights)
         log(f"auto steps: {args.steps} (--auto-steps-minutes {args.auto_steps_minutes})")
 
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
@@ -440,11 +450,6 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = ck.get("elapsed", 0.0)
         log(f"resumed from {ckpt_path} at step {step}")
 
-    train = [load_rgb(n) for n in TRAIN_IMAGES]
-    train = [im for im in train if min(im.shape[:2]) >= patch * scale]
-    # Every training image is equally likely (the big retina and Hubble images are
-    # largely black).
-    weights = np.full(len(train), 1.0 / len(train))
     val = {n.split(".")[0]: load_rgb(n) for n in VAL_IMAGES}
     if args.val_crop:
         c = args.val_crop
