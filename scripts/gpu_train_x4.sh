@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Four x4 candidates for the bundled default model, trained side by side on one GPU for about
-# 6.5 minutes each (issue 6). Run from the repository root; results (weights and logs) go to
+# x4 candidates for the bundled default model, trained side by side on one GPU for about $MIN
+# minutes each (issue 6): STAGE=1 trains four, STAGE=2 three more from stage 1's output. Run from the repository root; results (weights and logs) go to
 # ${OUT:-runs/gpu}. Each run's log records the --steps that --auto-steps-minutes chose, so a run
 # is reproduced by passing that --steps instead.
 set -u

@@ -163,24 +163,29 @@ def sample_batch(
     return torch.stack(lrs), torch.stack(hrs)
 
 
-_POOL_IMAGES: list[np.ndarray] = []
+def load_training_images(names: list[str], patch: int, scale: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The training images large enough for a `patch * scale` crop, and their sampling
+    weights: every image equally likely (the big retina and Hubble images are largely black)."""
+    images = [im for im in (load_rgb(n) for n in names) if min(im.shape[:2]) >= patch * scale]
+    return images, np.full(len(images), 1.0 / len(images))
+
+
 _POOL_ARGS: tuple = ()
 
 
 def _pool_init(names: list[str], seed: int, batch: int, patch: int, scale: int) -> None:
     """Worker initialiser: load the training images once per worker process."""
-    global _POOL_IMAGES, _POOL_ARGS
+    global _POOL_ARGS
     torch.set_num_threads(1)
-    _POOL_IMAGES = [im for im in (load_rgb(n) for n in names) if min(im.shape[:2]) >= patch * scale]
-    _POOL_ARGS = (seed, batch, patch, scale)
+    images, weights = load_training_images(names, patch, scale)
+    _POOL_ARGS = (seed, images, weights, batch, patch, scale)
 
 
 def _pool_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch of training step `step`: a pure function of (seed, step), so any number of
     workers, and a resume at any step, give the same sequence."""
-    seed, batch, patch, scale = _POOL_ARGS
-    weights = np.full(len(_POOL_IMAGES), 1.0 / len(_POOL_IMAGES))
-    return sample_batch(np.random.default_rng([seed, step]), _POOL_IMAGES, weights, batch, patch, scale)
+    seed, images, weights, batch, patch, scale = _POOL_ARGS
+    return sample_batch(np.random.default_rng([seed, step]), images, weights, batch, patch, scale)
 
 
 def prefetched_batches(pool, start: int, stop: int, depth: int):
@@ -395,11 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     n_params = sum(t.numel() for t in model.parameters())
 
-    train = [load_rgb(n) for n in TRAIN_IMAGES]
-    train = [im for im in train if min(im.shape[:2]) >= patch * scale]
-    # Every training image is equally likely (the big retina and Hubble images are
-    # largely black).
-    weights = np.full(len(train), 1.0 / len(train))
+    train, weights = load_training_images(TRAIN_IMAGES, patch, scale)
     pool = None
     if args.workers > 0:
         import multiprocessing as mp
