@@ -9,9 +9,14 @@ achieved GFLOP/s (ARCHITECTURE.md's FLOP per pixel times pixels over seconds), t
 peak RSS of a fresh process running that case, the machine's fp32/bf16 GEMM GFLOP/s
 measured in the same run (the ceiling), the naive baseline's time (materialised
 attention, ensemble recomputed per call, a Python loop over images), the speed-up, and
-the max abs difference between the two. Peak RSS is read right after the fp32 timing,
-before the baseline and bf16 runs. The bf16 rows give the speed-up over our fp32
-path and the PSNR of bf16 against fp32 on a real photo (scikit-image's astronaut).
+the max abs difference between the two. Peak RSS is read after one fp32 forward, before
+any baseline or bf16 run. The bf16 rows give the speed-up over our fp32 path and the
+PSNR of bf16 against fp32 on a real photo (scikit-image's astronaut).
+
+The fp32, bf16 and baseline runs take turns (best of `--repeat` each), so a slow spell
+of the shared host hits all three alike. Each case runs as the `esc` CLI does, with
+`esc_cli.api.retain_freed_memory()` in force for the whole process (baseline included);
+`--default-malloc` leaves glibc's defaults instead.
 """
 
 from __future__ import annotations
@@ -77,28 +82,46 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
 
 
+def _interleaved_best_times(fns: list, repeat: int) -> list[float]:
+    """Best wall time of each callable, timed in turns (A, B, C, A, B, C, ...).
+
+    On a shared, noisy host a slow spell then hits every contender alike, so their
+    ratios hold better than with all the runs of one followed by all of the next.
+    """
+    for fn in fns:
+        fn()  # warm-up: caches, allocator, oneDNN primitives
+    best = [math.inf] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
 def run_case(name: str, scale: int, size: int, repeat: int, baseline: bool) -> dict:
     import esc_cli
     from tests.reference.naive_esc import naive_esc_forward
 
     sd = _state_dict(name, scale)
     model = esc_cli.load_model(sd)
+    model_bf16 = esc_cli.load_model(sd, dtype=torch.bfloat16)
     x = photo(size)
+    xb = x.to(torch.bfloat16)
     cfg = model.config
+
+    def naive():
+        return naive_esc_forward(x, sd, scale=scale, window=cfg.window_size, heads=cfg.num_heads)
+
     with torch.inference_mode():
-        t_fast = _best_time(lambda: model(x), repeat)
         y = model(x)
-        row = {"model": f"{name} x{scale}", "size": size, "ms": t_fast * 1e3, "peak_rss_mib": _peak_rss_mib()}
+        row = {"model": f"{name} x{scale}", "size": size, "peak_rss_mib": _peak_rss_mib()}
+        fns = [lambda: model(x), lambda: model_bf16(xb)] + ([naive] if baseline else [])
+        times = _interleaved_best_times(fns, repeat)
+        t_fast, t_bf16 = times[0], times[1]
+        row.update(ms=t_fast * 1e3, bf16_ms=t_bf16 * 1e3, bf16_speedup=t_fast / t_bf16, bf16_psnr=psnr(model_bf16(xb), y))
         if baseline:
-            t_naive = _best_time(
-                lambda: naive_esc_forward(x, sd, scale=scale, window=cfg.window_size, heads=cfg.num_heads), repeat
-            )
-            y_naive = naive_esc_forward(x, sd, scale=scale, window=cfg.window_size, heads=cfg.num_heads)
-            row.update(naive_ms=t_naive * 1e3, speedup=t_naive / t_fast, max_abs_diff=(y - y_naive).abs().max().item())
-        model_bf16 = esc_cli.load_model(sd, dtype=torch.bfloat16)
-        xb = x.to(torch.bfloat16)
-        t_bf16 = _best_time(lambda: model_bf16(xb), repeat)
-        row.update(bf16_ms=t_bf16 * 1e3, bf16_speedup=t_fast / t_bf16, bf16_psnr=psnr(model_bf16(xb), y))
+            row.update(naive_ms=times[2] * 1e3, speedup=times[2] / t_fast, max_abs_diff=(y - naive()).abs().max().item())
     pixels = size * size
     row["kpx_per_s"] = pixels / t_fast / 1e3
     row["gflops"] = MFLOP_PER_PIXEL[(name, scale)] * 1e6 * pixels / t_fast / 1e9
@@ -110,14 +133,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline (slow)")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc malloc as it is (by default both paths run as the esc CLI does, "
+        "with esc_cli.retain_freed_memory() in force)",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case in a fresh process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.case:
+        if not args.default_malloc:
+            from esc_cli.api import retain_freed_memory
+
+            retain_freed_memory()
         name, scale, size = args.case.split(":")
         print(json.dumps(run_case(name, int(scale), int(size), args.repeat, not args.no_baseline)))
         return
-    print(f"torch {torch.__version__}, {args.threads} threads, best of {args.repeat}")
+    malloc = "glibc defaults" if args.default_malloc else "freed memory retained (as the esc CLI runs)"
+    print(f"torch {torch.__version__}, {args.threads} threads, best of {args.repeat} (interleaved), malloc: {malloc}")
     print(f"GEMM ceiling: fp32 {gemm_gflops(torch.float32):.0f} GFLOP/s, bf16 {gemm_gflops(torch.bfloat16):.0f} GFLOP/s")
     header = (
         f"{'model':<13}{'input':>8}{'ms/img':>9}{'kpx/s':>8}{'GFLOP/s':>9}{'RSS MiB':>9}"
@@ -126,7 +160,8 @@ def main() -> None:
     print(header)
     for name, scale, size in CASES:
         cmd = [sys.executable, __file__, "--case", f"{name}:{scale}:{size}", "--threads", str(args.threads),
-               "--repeat", str(args.repeat)] + (["--no-baseline"] if args.no_baseline else [])
+               "--repeat", str(args.repeat)] + (["--no-baseline"] if args.no_baseline else []) + (
+            ["--default-malloc"] if args.default_malloc else [])
         row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         print(
             f"{row['model']:<13}{f'{size}x{size}':>8}{row['ms']:>9.0f}{row['kpx_per_s']:>8.1f}{row['gflops']:>9.1f}"

@@ -204,6 +204,27 @@ def prefetched_batches(pool, start: int, stop: int, depth: int):
         yield pending.popleft().get()
 
 
+# BT.601 luma of RGB in [0, 1], the weights `psnr_y` measures with (the offset cancels in a difference).
+LUMA_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+
+
+def training_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str, chroma_weight: float = 0.25) -> torch.Tensor:
+    """Loss between `[B, 3, H, W]` RGB batches in [0, 1]: `l1`, `mse`, or `mse-y`.
+
+    `mse-y` is the MSE of the BT.601 luma (the channel PSNR-Y is computed on) plus
+    `chroma_weight` times the plain RGB MSE, which keeps the colours anchored.
+    """
+    if kind == "l1":
+        return F.l1_loss(sr, hr)
+    if kind == "mse":
+        return F.mse_loss(sr, hr)
+    if kind == "mse-y":
+        w = sr.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
+        diff = sr - hr
+        return (diff * w).sum(1).pow(2).mean() + chroma_weight * diff.pow(2).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     """Linear warmup to 1, then cosine decay to `floor` at `total`."""
     if step < warmup:
@@ -307,9 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument(
         "--loss",
-        choices=("l1", "mse"),
+        choices=("l1", "mse", "mse-y"),
         default="l1",
-        help="training loss; mse (the PSNR objective itself) for a final fine-tuning stage",
+        help="training loss; mse (the PSNR objective itself) for a final fine-tuning stage; "
+        "mse-y: MSE on BT.601 luma (what PSNR-Y measures) plus --chroma-weight x RGB MSE",
+    )
+    p.add_argument(
+        "--chroma-weight", type=float, default=0.25, help="weight of the RGB MSE term in --loss mse-y"
     )
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--lr-floor", type=float, default=0.01, help="final LR as a fraction of --lr")
@@ -508,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         lr_img = lr_img.to(device, non_blocking=True)
         hr_img = hr_img.to(device, non_blocking=True)
         sr = model(lr_img)
-        loss = F.l1_loss(sr, hr_img) if args.loss == "l1" else F.mse_loss(sr, hr_img)
+        loss = training_loss(sr, hr_img, args.loss, args.chroma_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -5,5 +5,6 @@
 """
 
 from esc_cli.api.loading import ModelSource, load_model
+from esc_cli.engine.memory import retain_freed_memory
 
-__all__ = ["ModelSource", "load_model"]
+__all__ = ["ModelSource", "load_model", "retain_freed_memory"]

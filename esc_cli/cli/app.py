@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from esc_cli import __version__
+from esc_cli.api import retain_freed_memory
 from esc_cli.cli import commands_models, commands_upscale, commands_video
 from esc_cli.cli.console import err_console
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, EscError
@@ -37,6 +38,9 @@ def root(
     ] = None,
 ) -> None:
     """Upscale images and video with ESC."""
+    # The CLI is one job per process: keep freed feature maps for the next tile instead of
+    # page-faulting them in again (up to 1.4x faster on CPU; esc_cli/engine/memory.py).
+    retain_freed_memory()
 
 
 commands_upscale.register(app)

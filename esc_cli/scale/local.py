@@ -124,8 +124,8 @@ class ImageItems:
         return (job, index, self.total, own)
 
 
-class LocalImageRunner:
-    """Runs an image batch on one worker process per device (`--devices`)."""
+class _LocalRunner:
+    """One worker process per device (`--devices`), started by `run`."""
 
     def __init__(self, devices: Sequence[str]) -> None:
         if not devices:
@@ -133,6 +133,13 @@ class LocalImageRunner:
         self.devices = list(devices)
         self.pool: Optional[WorkerPool] = None
         self.on_started: Optional[Callable[[WorkerPool], None]] = None  # tests: kill a worker
+
+
+class LocalImageRunner(_LocalRunner):
+    """Runs an image batch on one worker process per device (`--devices`)."""
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        super().__init__(devices)
         self.url_pairs: list = []  # set by esc_cli.scale.remote for URL inputs/outputs
 
     def describe(self, network: torch.nn.Module, options, jobs: Sequence) -> tuple[str, str]:
@@ -221,15 +228,8 @@ class SegmentFrames:
             self.on_frames(-n)
 
 
-class LocalSegmentRunner:
+class LocalSegmentRunner(_LocalRunner):
     """Encodes a video's segments on one worker process per device (`--devices`)."""
-
-    def __init__(self, devices: Sequence[str]) -> None:
-        if not devices:
-            raise UsageError("--devices needs at least one device")
-        self.devices = list(devices)
-        self.pool: Optional[WorkerPool] = None
-        self.on_started: Optional[Callable[[WorkerPool], None]] = None
 
     def describe(self, dtype: Optional[torch.dtype]) -> tuple[str, str]:
         return describe(self.devices, dtype)

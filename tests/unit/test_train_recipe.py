@@ -75,3 +75,24 @@ def test_training_is_the_same_for_any_worker_count(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert (weights[0][key] == weights[1][key]).all(), key
+
+
+def test_luma_loss_weighs_luma_and_only_a_share_of_chroma():
+    import torch
+
+    recipe = _recipe()
+    hr = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    wr, wg, wb = recipe.LUMA_WEIGHTS
+    # A change of colour with no change of BT.601 luma costs only the chroma share.
+    chroma_only = torch.tensor([wg, -wr, 0.0]).view(1, 3, 1, 1) * 0.1
+    rgb_mse = float(chroma_only.pow(2).mean())
+    loss = float(recipe.training_loss(hr + chroma_only, hr, "mse-y", chroma_weight=0.25))
+    assert abs(loss - 0.25 * rgb_mse) < 1e-9
+    assert float(recipe.training_loss(hr + chroma_only, hr, "mse-y", chroma_weight=0.0)) < 1e-12
+    # A grey shift of d moves the luma by d * sum(weights).
+    d = 0.05
+    loss = float(recipe.training_loss(hr + d, hr, "mse-y", chroma_weight=0.0))
+    assert abs(loss - (d * (wr + wg + wb)) ** 2) < 1e-9
+    # The PSNR-Y metric uses the same weights (x 255 for 8-bit, plus the 16 offset).
+    assert abs(wr * 255 - 65.481) < 1e-9 and abs(wg * 255 - 128.553) < 1e-9 and abs(wb * 255 - 24.966) < 1e-9
+    assert abs(float(recipe.training_loss(hr + d, hr, "mse")) - d * d) < 1e-8
