@@ -7,14 +7,19 @@ tile would page-fault its output in again, zero-filled by the kernel: 1.3 millio
 faults and 3.2 s of system time per 512x512 tile on 2 cores, about 30% of the wall time
 (docs/model.md). With mmap switched off and trimming pushed out of reach, freed blocks
 stay in the heap and the next tile reuses them.
+
+The `esc` CLI turns this on at start; `ESC_RETAIN_FREED_MEMORY=0` in the environment
+turns it off (the resident size then shrinks after a large job, at the cost of speed).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
+ENV_SWITCH = "ESC_RETAIN_FREED_MEMORY"
 # mallopt() parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -27,14 +32,15 @@ _applied = False
 def retain_freed_memory() -> bool:
     """Make glibc malloc keep and reuse freed blocks; returns whether the setting is in force.
 
-    Process-wide and idempotent. A no-op (returning False) off Linux or without glibc.
+    Process-wide and idempotent. A no-op (returning False) off Linux, without glibc, or
+    with `ESC_RETAIN_FREED_MEMORY=0` in the environment.
     The trade: the resident size stays at its peak after a large job instead of shrinking,
     in exchange for no page faults on reuse.
     """
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get(ENV_SWITCH, "").strip() == "0":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
