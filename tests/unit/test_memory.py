@@ -36,3 +36,12 @@ def test_retained_memory_is_reused_without_page_faults():
     # 64 MiB is 16,384 pages of 4 KiB: glibc's default mmaps it afresh each time.
     assert _steady_fill_faults("default") > 3 * 16_000
     assert _steady_fill_faults("retain") < 500
+
+
+def test_environment_switch_turns_it_off():
+    import os
+
+    code = "from esc_cli.engine.memory import retain_freed_memory; print(retain_freed_memory())"
+    env = dict(os.environ, ESC_RETAIN_FREED_MEMORY="0")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False"
