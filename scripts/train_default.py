@@ -141,22 +141,42 @@ def evaluate(model: torch.nn.Module, images: dict[str, np.ndarray], scale: int) 
 
 
 def sample_batch(
-    rng: np.random.Generator, images: list[np.ndarray], weights: np.ndarray, batch: int, patch: int, scale: int
+    rng: np.random.Generator,
+    images: list[np.ndarray],
+    weights: np.ndarray,
+    batch: int,
+    patch: int,
+    scale: int,
+    zoom_out: float = 1.0,
+    channel_shuffle: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random HR crops (patch*scale), flips/rot90, and their PIL-bicubic LR versions."""
+    """Random HR crops (patch*scale), flips/rot90, and their PIL-bicubic LR versions.
+
+    `zoom_out < 1`: half the crops are taken from a region up to `1/zoom_out` times larger
+    and shrunk to the crop size (PIL bicubic), new content at other scales. `channel_shuffle`:
+    the RGB channels of each crop in a random order. Both draw random numbers only when on,
+    so runs without them are unchanged.
+    """
     hp = patch * scale
     lrs, hrs = [], []
     for _ in range(batch):
         img = images[rng.choice(len(images), p=weights)]
         h, w = img.shape[:2]
-        y = int(rng.integers(0, h - hp + 1))
-        x = int(rng.integers(0, w - hp + 1))
-        crop = img[y : y + hp, x : x + hp]
+        side = hp
+        if zoom_out < 1.0 and rng.random() < 0.5:
+            side = min(int(hp / rng.uniform(zoom_out, 1.0)), h, w)
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        crop = img[y : y + side, x : x + side]
+        if side != hp:
+            crop = np.asarray(Image.fromarray(crop).resize((hp, hp), Image.BICUBIC), dtype=np.uint8)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[::-1]
         crop = np.rot90(crop, int(rng.integers(0, 4)))
+        if channel_shuffle:
+            crop = crop[..., rng.permutation(3)]
         crop = np.ascontiguousarray(crop)  # writable copy
         hrs.append(to_tensor(crop))
         lrs.append(to_tensor(downscale(crop, scale)))
@@ -173,19 +193,19 @@ def load_training_images(names: list[str], patch: int, scale: int) -> tuple[list
 _POOL_ARGS: tuple = ()
 
 
-def _pool_init(names: list[str], seed: int, batch: int, patch: int, scale: int) -> None:
+def _pool_init(names: list[str], seed: int, batch: int, patch: int, scale: int, augment: dict) -> None:
     """Worker initialiser: load the training images once per worker process."""
     global _POOL_ARGS
     torch.set_num_threads(1)
     images, weights = load_training_images(names, patch, scale)
-    _POOL_ARGS = (seed, images, weights, batch, patch, scale)
+    _POOL_ARGS = (seed, images, weights, batch, patch, scale, augment)
 
 
 def _pool_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch of training step `step`: a pure function of (seed, step), so any number of
     workers, and a resume at any step, give the same sequence."""
-    seed, images, weights, batch, patch, scale = _POOL_ARGS
-    return sample_batch(np.random.default_rng([seed, step]), images, weights, batch, patch, scale)
+    seed, images, weights, batch, patch, scale, augment = _POOL_ARGS
+    return sample_batch(np.random.default_rng([seed, step]), images, weights, batch, patch, scale, **augment)
 
 
 def prefetched_batches(pool, start: int, stop: int, depth: int):
@@ -336,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--chroma-weight", type=float, default=0.25, help="weight of the RGB MSE term in --loss mse-y"
     )
+    p.add_argument(
+        "--zoom-out",
+        type=float,
+        default=1.0,
+        help="take half the HR crops from a region up to 1/ZOOM_OUT larger, shrunk to size (1: off)",
+    )
+    p.add_argument("--channel-shuffle", action="store_true", help="random RGB channel order per crop")
     p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--lr-floor", type=float, default=0.01, help="final LR as a fraction of --lr")
     p.add_argument("--dim", type=int, default=32)
@@ -431,12 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(t.numel() for t in model.parameters())
 
     train, weights = load_training_images(TRAIN_IMAGES, patch, scale)
+    augment = {"zoom_out": args.zoom_out, "channel_shuffle": args.channel_shuffle}
     pool = None
     if args.workers > 0:
         import multiprocessing as mp
 
         pool = mp.get_context("spawn").Pool(
-            args.workers, initializer=_pool_init, initargs=(TRAIN_IMAGES, args.seed, args.batch, patch, scale)
+            args.workers, initializer=_pool_init, initargs=(TRAIN_IMAGES, args.seed, args.batch, patch, scale, augment)
         )
 
     if args.auto_steps_minutes > 0 and not (args.resume and (run_dir / "last.pt").exists()):
@@ -534,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         if batches is not None:
             lr_img, hr_img = next(batches)
         else:
-            lr_img, hr_img = sample_batch(rng, train, weights, args.batch, patch, scale)
+            lr_img, hr_img = sample_batch(rng, train, weights, args.batch, patch, scale, **augment)
         lr_img = lr_img.to(device, non_blocking=True)
         hr_img = hr_img.to(device, non_blocking=True)
         sr = model(lr_img)

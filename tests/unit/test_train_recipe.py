@@ -51,7 +51,7 @@ def test_prefetch_keeps_order_and_a_bounded_number_in_flight():
 
 def test_per_step_batches_depend_on_seed_and_step_only():
     recipe = _recipe()
-    recipe._pool_init(["astronaut.png", "camera.png"], 7, 2, 8, 2)
+    recipe._pool_init(["astronaut.png", "camera.png"], 7, 2, 8, 2, {})
     a_lr, a_hr = recipe._pool_batch(5)
     recipe._pool_batch(6)
     b_lr, b_hr = recipe._pool_batch(5)
@@ -96,3 +96,24 @@ def test_luma_loss_weighs_luma_and_only_a_share_of_chroma():
     # The PSNR-Y metric uses the same weights (x 255 for 8-bit, plus the 16 offset).
     assert abs(wr * 255 - 65.481) < 1e-9 and abs(wg * 255 - 128.553) < 1e-9 and abs(wb * 255 - 24.966) < 1e-9
     assert abs(float(recipe.training_loss(hr + d, hr, "mse")) - d * d) < 1e-8
+
+
+def test_augmentations_are_off_by_default_and_do_what_they_say():
+    recipe = _recipe()
+    images, weights = recipe.load_training_images(["astronaut.png", "coins.png"], 8, 2)
+
+    def batch(**augment):
+        return recipe.sample_batch(np.random.default_rng(11), images, weights, 4, 8, 2, **augment)
+
+    plain_lr, plain_hr = batch()
+    off_lr, off_hr = batch(zoom_out=1.0, channel_shuffle=False)
+    assert np.array_equal(plain_lr.numpy(), off_lr.numpy()) and np.array_equal(plain_hr.numpy(), off_hr.numpy())
+    # The first crop's image, position, flips and rotation are drawn before its channel
+    # order, so with shuffling it holds the same values per pixel, in some channel order.
+    _, shuffled_hr = batch(channel_shuffle=True)
+    assert np.array_equal(np.sort(shuffled_hr[0].numpy(), axis=0), np.sort(plain_hr[0].numpy(), axis=0))
+    assert not np.array_equal(shuffled_hr.numpy(), plain_hr.numpy())
+    zoom_lr, zoom_hr = batch(zoom_out=0.5)
+    assert zoom_lr.shape == plain_lr.shape and zoom_hr.shape == plain_hr.shape
+    assert not np.array_equal(zoom_hr.numpy(), plain_hr.numpy())
+    assert float(zoom_hr.min()) >= 0.0 and float(zoom_hr.max()) <= 1.0
