@@ -158,7 +158,7 @@ def _official(family: str, scale: int, variant: str, config, upstream_file: str,
 BUNDLED_SHA256 = {
     2: "ecb857142c930759fe79c5bbcca337f918af326bbd2364453ac4f95ab4945222",
     3: "ea3c8dea821a6e5d99af8c5e4b0ff708daac1be497a2abefce05f4e101aa8774",
-    4: "10d0358bac24ff1453cd4c1e1f339e6b0582eb012ebb6bbdd589e4c5d1aa4cca",
+    4: "977e8ae520a5450cf4cb97b9e26190e788d41b13e8efeaa9846814b1ff0d7473",
 }
 
 
