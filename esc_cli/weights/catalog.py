@@ -156,8 +156,8 @@ def _official(family: str, scale: int, variant: str, config, upstream_file: str,
 # sha256 of the shipped files (docs/default-model.md). They pin the package's own folder;
 # files brought through $ESC_BUNDLED_DIR are the caller's and are not checked against them.
 BUNDLED_SHA256 = {
-    2: "ecb857142c930759fe79c5bbcca337f918af326bbd2364453ac4f95ab4945222",
-    3: "ea3c8dea821a6e5d99af8c5e4b0ff708daac1be497a2abefce05f4e101aa8774",
+    2: "8cd00fb7cc76ba8962194e98d770b526b57bdaafbf86dd0b94eccb6489f220b1",
+    3: "9c1f85237b04bdae65e80949a84761eca50de2c0fe1870a2e5e5c7cb699032fa",
     4: "977e8ae520a5450cf4cb97b9e26190e788d41b13e8efeaa9846814b1ff0d7473",
 }
 
