@@ -79,7 +79,7 @@ def speed(device: torch.device) -> None:
                 xd = x.to(dtype)
                 torch.cuda.reset_peak_memory_stats()
                 with torch.inference_mode():
-                    row[label] = _median_ms(lambda: model(xd))
+                    row[label] = _median_ms(lambda m=model, inp=xd: m(inp))
                     outs[label] = model(xd).float()
                 if label == "fp32":
                     row["peak"] = torch.cuda.max_memory_allocated() / 2**20
