@@ -98,12 +98,19 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return t.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).numpy()
 
 
+# BT.601 luma coefficients for RGB in [0, 1] (Y = 16 + sum(c * rgb), 8-bit scale).
+LUMA_COEFFS = (65.481, 128.553, 24.966)
+# The same weights for RGB and luma both in [0, 1] (the training loss; the offset cancels).
+LUMA_WEIGHTS = tuple(c / 255.0 for c in LUMA_COEFFS)
+
+
 def psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
     """PSNR on the BT.601 luma (16..235) of two `[H, W, 3]` uint8 images, `border` pixels cropped."""
 
     def luma(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float64) / 255.0
-        return 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
+        cr, cg, cb = LUMA_COEFFS
+        return 16.0 + cr * x[..., 0] + cg * x[..., 1] + cb * x[..., 2]
 
     ya, yb = luma(a), luma(b)
     if border:
@@ -224,10 +231,6 @@ def prefetched_batches(pool, start: int, stop: int, depth: int):
         yield pending.popleft().get()
 
 
-# BT.601 luma of RGB in [0, 1], the weights `psnr_y` measures with (the offset cancels in a difference).
-LUMA_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
-
-
 def training_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str, chroma_weight: float = 0.25) -> torch.Tensor:
     """Loss between `[B, 3, H, W]` RGB batches in [0, 1]: `l1`, `mse`, or `mse-y`.
 
@@ -293,6 +296,11 @@ def eval_files(paths: list[Path], threads: int) -> int:
     return 0
 
 
+def augment_options(args: argparse.Namespace) -> dict:
+    """`sample_batch`'s augmentation keywords from the command line."""
+    return {"zoom_out": args.zoom_out, "channel_shuffle": args.channel_shuffle}
+
+
 def calibrate_steps(
     model: torch.nn.Module,
     args: argparse.Namespace,
@@ -312,14 +320,17 @@ def calibrate_steps(
         batches = prefetched_batches(pool, 0, 30, 2 * args.workers + 2)
     else:
         probe_rng = np.random.default_rng([args.seed, 1 << 30])
-        batches = (sample_batch(probe_rng, images, weights, args.batch, args.patch, args.scale) for _ in range(30))
+        augment = augment_options(args)
+        batches = (
+            sample_batch(probe_rng, images, weights, args.batch, args.patch, args.scale, **augment) for _ in range(30)
+        )
     t0 = 0.0
     for i, (lr_img, hr_img) in enumerate(batches):
         if i == 10:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-        loss = F.l1_loss(probe(lr_img.to(device)), hr_img.to(device))
+        loss = training_loss(probe(lr_img.to(device)), hr_img.to(device), args.loss, args.chroma_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -458,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(t.numel() for t in model.parameters())
 
     train, weights = load_training_images(TRAIN_IMAGES, patch, scale)
-    augment = {"zoom_out": args.zoom_out, "channel_shuffle": args.channel_shuffle}
+    augment = augment_options(args)
     pool = None
     if args.workers > 0:
         import multiprocessing as mp
