@@ -9,9 +9,12 @@ achieved GFLOP/s (ARCHITECTURE.md's FLOP per pixel times pixels over seconds), t
 peak RSS of a fresh process running that case, the machine's fp32/bf16 GEMM GFLOP/s
 measured in the same run (the ceiling), the naive baseline's time (materialised
 attention, ensemble recomputed per call, a Python loop over images), the speed-up, and
-the max abs difference between the two. Peak RSS is read after one fp32 forward, before
-any baseline or bf16 run. The bf16 rows give the speed-up over our fp32 path and the
-PSNR of bf16 against fp32 on a real photo (scikit-image's astronaut).
+the max abs difference between the two, and `at ceil`: the speed-up over the baseline
+that any path doing the model's FLOPs would show if it ran all of them at the fp32 GEMM
+ceiling (an upper bound: depthwise convolutions, softmax and norms run far below it).
+Peak RSS is read after one fp32 forward, before any baseline or bf16 run. The bf16 rows
+give the speed-up over our fp32 path and the PSNR of bf16 against fp32 on a real photo
+(scikit-image's astronaut).
 
 The fp32, bf16 and baseline runs take turns (best of `--repeat` each), so a slow spell
 of the shared host hits all three alike. Each case runs as the `esc` CLI does, with
@@ -152,10 +155,11 @@ def main() -> None:
         return
     malloc = "glibc defaults" if args.default_malloc else "freed memory retained (as the esc CLI runs)"
     print(f"torch {torch.__version__}, {args.threads} threads, best of {args.repeat} (interleaved), malloc: {malloc}")
-    print(f"GEMM ceiling: fp32 {gemm_gflops(torch.float32):.0f} GFLOP/s, bf16 {gemm_gflops(torch.bfloat16):.0f} GFLOP/s")
+    ceiling = gemm_gflops(torch.float32)
+    print(f"GEMM ceiling: fp32 {ceiling:.0f} GFLOP/s, bf16 {gemm_gflops(torch.bfloat16):.0f} GFLOP/s")
     header = (
         f"{'model':<13}{'input':>8}{'ms/img':>9}{'kpx/s':>8}{'GFLOP/s':>9}{'RSS MiB':>9}"
-        f"{'naive ms':>10}{'speedup':>9}{'max|d|':>10}{'bf16 ms':>9}{'bf16 x':>8}{'bf16 dB':>9}"
+        f"{'naive ms':>10}{'speedup':>9}{'at ceil':>9}{'max|d|':>10}{'bf16 ms':>9}{'bf16 x':>8}{'bf16 dB':>9}"
     )
     print(header)
     for name, scale, size in CASES:
@@ -163,9 +167,11 @@ def main() -> None:
                "--repeat", str(args.repeat)] + (["--no-baseline"] if args.no_baseline else []) + (
             ["--default-malloc"] if args.default_malloc else [])
         row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        at_ceiling_ms = MFLOP_PER_PIXEL[(name, scale)] * 1e6 * size * size / (ceiling * 1e9) * 1e3
         print(
             f"{row['model']:<13}{f'{size}x{size}':>8}{row['ms']:>9.0f}{row['kpx_per_s']:>8.1f}{row['gflops']:>9.1f}"
             f"{row['peak_rss_mib']:>9.0f}{row.get('naive_ms', float('nan')):>10.0f}{row.get('speedup', float('nan')):>9.2f}"
+            f"{row.get('naive_ms', float('nan')) / at_ceiling_ms:>9.2f}"
             f"{row.get('max_abs_diff', float('nan')):>10.1e}{row['bf16_ms']:>9.0f}{row['bf16_speedup']:>8.2f}"
             f"{row['bf16_psnr']:>9.1f}",
             flush=True,
