@@ -32,20 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.bench_model import _state_dict, photo  # noqa: E402
-
-
-def _interleaved_best(fns: dict, repeat: int) -> dict:
-    """Best wall time in ms of each callable, the callables taking turns after one warm-up."""
-    for fn in fns.values():
-        fn()
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], (time.perf_counter() - start) * 1e3)
-    return best
+from benchmarks.bench_model import _interleaved_best_times, _state_dict, photo  # noqa: E402
 
 
 class AttentionTimer:
@@ -121,8 +108,8 @@ def attention_kernels(size: int, repeat: int) -> None:
             "part: the two GEMMs": lambda: (torch.matmul(qd, kd.transpose(-1, -2)), torch.matmul(scores, vd)),
             "part: exp of the scores": lambda: scores.exp(),
         }
-        for name, ms in _interleaved_best(fns, repeat).items():
-            rows.setdefault(name, {})[dtype] = ms
+        for name, seconds in zip(fns, _interleaved_best_times(list(fns.values()), repeat)):
+            rows.setdefault(name, {})[dtype] = seconds * 1e3
     print(f"\none attention layer: {heads} heads x {windows} windows x {tokens} tokens x {head_dim} channels, ms")
     print(f"{'':<28}{'fp32':>8}{'bf16':>8}{'bf16 x':>8}")
     for name, by_dtype in rows.items():
