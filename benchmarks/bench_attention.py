@@ -91,7 +91,11 @@ def model_split(size: int, repeat: int) -> None:
 
 def attention_kernels(size: int, repeat: int) -> None:
     """Part 2: one attention layer's kernels on the model's shape."""
-    heads, tokens, head_dim, window = 4, 1024, 16, 32
+    from esc_cli.model import NAMED_VARIANTS
+
+    config = NAMED_VARIANTS["esc-light"](4)
+    heads, window = config.num_heads, config.window_size
+    tokens, head_dim = window * window, config.dim // heads
     windows = (-(-size // window)) ** 2
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(heads, windows, tokens, head_dim, generator=gen) for _ in range(3))
