@@ -4,9 +4,10 @@
     python benchmarks/bench_attention.py --size 256
 
 Part 1 runs ESC-light x4 (random weights) on a SIZE x SIZE crop of a photo and times its
-WindowAttention calls with forward hooks: whole forward, attention, and the rest, in fp32
-and bf16, each part's bf16 speed-up, and the attention time per forward that bf16 would
-need for 1.5x over fp32 with the rest as it is.
+WindowAttention calls with forward hooks (window gathers, q/k/v and output projections
+and the fused kernel): whole forward, attention, and the rest, in fp32 and bf16, each
+part's bf16 speed-up, and the attention time per forward that bf16 would need for 1.5x
+over fp32 with the rest as it is.
 
 Part 2 times one attention layer's kernels on that forward's shape (4 heads x windows x
 1024 tokens x 16 channels, with the `[heads, 1024, 1024]` relative-position bias):
