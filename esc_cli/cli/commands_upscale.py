@@ -15,17 +15,11 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from esc_cli.api.events import BatchFinished, BatchStarted, Event, ItemFinished, ItemProgress, ItemStarted, event_dict
 from esc_cli.api.images import (
     ALPHA_MODES,
     DEFAULT_TEMPLATE,
-    BatchFinished,
-    BatchStarted,
-    Event,
-    ItemFinished,
-    ItemProgress,
-    ItemStarted,
     UpscaleOptions,
-    event_dict,
     format_scale,
     parse_device,
     parse_dtype,

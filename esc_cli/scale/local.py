@@ -103,7 +103,7 @@ class ImageItems:
         self.finished: set[int] = set()
 
     def failed(self, index: int, error: str, device: Optional[str] = None):
-        from esc_cli.api.images import ItemFinished
+        from esc_cli.api.events import ItemFinished
 
         job = self.jobs[index]
         label = job.item.label

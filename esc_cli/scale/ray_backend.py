@@ -219,7 +219,7 @@ class RayImageRunner:
 
     def run(self, numbered, total: int, options, network: torch.nn.Module, *, emit: Callable, finish: Callable,
             notify: Callable[[str], None], input_paths) -> None:
-        from esc_cli.api.images import ItemStarted
+        from esc_cli.api.events import ItemStarted
 
         items = ImageItems(numbered, total, finish, notify)
         setup = {"options": options, "input_paths": list(input_paths)}

@@ -65,7 +65,8 @@ class UrlImageWorker(ImageWorker):
     """An `ImageWorker` whose item comes from and goes to URLs (payload ends with url_in, url_out)."""
 
     def handle(self, payload, send):
-        from esc_cli.api.images import InputItem, ItemFinished, Job, _process
+        from esc_cli.api.events import ItemFinished
+        from esc_cli.api.images import InputItem, Job, _process
 
         job, index, total, own, url_in, url_out = payload
         if job.skip or job.error:

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from esc_cli.api.events import exit_code_for
 from esc_cli.api.images import (
     ImageUpscaler,
     UpscaleOptions,
     bleed_colors,
     collect_inputs,
-    exit_code_for,
     parse_device,
     parse_dtype,
     plan_outputs,
