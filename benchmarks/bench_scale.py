@@ -28,7 +28,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from esc_cli.api.images import ItemStarted, UpscaleOptions, upscale_images  # noqa: E402
+from esc_cli.api.events import ItemStarted  # noqa: E402
+from esc_cli.api.images import UpscaleOptions, upscale_images  # noqa: E402
 from esc_cli.api.loading import load_model  # noqa: E402
 
 BUNDLED = Path(__file__).resolve().parents[1] / "esc_cli" / "weights" / "bundled" / "esc-default-x2.safetensors"

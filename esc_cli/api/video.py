@@ -578,7 +578,7 @@ def upscale_video(
     if output.suffix.lower() not in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".nut", ".ts", ".mts"):
         raise UsageError(f"{output}: unknown video container; use .mp4, .mkv, .mov or .webm")
     info = probe(source)
-    from esc_cli.api.images import parse_device, parse_dtype
+    from esc_cli.engine.devices import parse_device, parse_dtype
 
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else parse_dtype(dtype)
     dev = parse_device(str(device)) if device is not None else None

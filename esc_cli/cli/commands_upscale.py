@@ -16,15 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from esc_cli.api.events import BatchFinished, BatchStarted, Event, ItemFinished, ItemProgress, ItemStarted, event_dict
-from esc_cli.api.images import (
-    ALPHA_MODES,
-    DEFAULT_TEMPLATE,
-    UpscaleOptions,
-    format_scale,
-    parse_device,
-    parse_dtype,
-    upscale_images,
-)
+from esc_cli.api.images import upscale_images
+from esc_cli.api.options import DEFAULT_TEMPLATE, UpscaleOptions, format_scale
 from esc_cli.cli.console import err_console
 from esc_cli.cli.signals import sigterm_raises
 from esc_cli.cli.options import (
@@ -40,6 +33,7 @@ from esc_cli.cli.options import (
     ScaleOption,
     TileOption,
 )
+from esc_cli.engine.devices import parse_device, parse_dtype
 from esc_cli.errors import EXIT_INTERRUPTED, EscError, Terminated, UsageError
 from esc_cli.io.images import DEFAULT_MAX_PIXELS
 
@@ -189,9 +183,7 @@ def upscale(
     devices: DevicesOption = None,
     ray: RayOption = None,
 ) -> None:
-    """Upscale images, folders, globs or stdin (-) with ESC."""
-    if alpha not in ALPHA_MODES:
-        raise UsageError(f"--alpha {alpha!r}: use model or resize")
+    """Upscale images, folders, globs or stdin (-) with ESC (options are validated once, by `upscale_images`)."""
     stdout_image = output == "-" or (output is None and "-" in inputs)
     if json_mode and stdout_image:
         raise UsageError("--json and an image on stdout exclude each other; write the image with -o FILE")
@@ -218,7 +210,6 @@ def upscale(
         alpha=alpha,
         max_pixels=max_pixels or None,
     )
-    options.validate()
     runner = None
     run = upscale_images
     if devices or ray:

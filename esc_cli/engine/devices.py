@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Optional, Union
 
 import torch
@@ -11,6 +12,7 @@ import torch
 from esc_cli.errors import UsageError
 
 DTYPES = {
+    "auto": None,
     "fp32": torch.float32,
     "float32": torch.float32,
     "fp16": torch.float16,
@@ -19,6 +21,10 @@ DTYPES = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
 }
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_HELP = "use auto, cpu, cuda, cuda:N or mps"
+DTYPE_HELP = "use auto, fp32, fp16 or bf16"
 
 # CPU tiles larger than this gain no speed, only memory (see docs/engine.md).
 CPU_TILE_CAP = 512
@@ -29,9 +35,39 @@ MEMORY_SHARE_CUDA = 0.6
 MEMORY_SHARE_CPU = 0.25
 
 
+def parse_device(value: Union[str, torch.device, None]) -> Optional[str]:
+    """"auto|cpu|cuda|cuda:N|mps" (any case) -> None (auto) or the device string; else `UsageError`.
+
+    Checks the spelling only; whether the device exists is `resolve_device`'s business.
+    """
+    if isinstance(value, torch.device):
+        value = str(value)
+    text = (value or "auto").strip().lower()
+    if not DEVICE_PATTERN.match(text):
+        raise UsageError(f"--device {value!r}: {DEVICE_HELP}")
+    return None if text == "auto" else text
+
+
+def parse_dtype(value: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
+    """"auto|fp32|fp16|bf16" (also float32, float16, half, bfloat16) -> None (auto) or a torch dtype.
+
+    A `torch.dtype` passes through when it is one of the three; anything else is a `UsageError`.
+    """
+    if isinstance(value, torch.dtype):
+        if value not in (torch.float32, torch.float16, torch.bfloat16):
+            raise UsageError(f"unsupported dtype {value}; use fp32, fp16 or bf16")
+        return value
+    text = (value or "auto").strip().lower()
+    if text not in DTYPES:
+        raise UsageError(f"--dtype {value!r}: {DTYPE_HELP}")
+    return DTYPES[text]
+
+
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     """`None`/"auto" -> cuda, then mps, then cpu; anything else is parsed and checked."""
-    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+    if isinstance(device, str):
+        device = parse_device(device or "auto")
+    if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         mps = getattr(torch.backends, "mps", None)
@@ -41,7 +77,7 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+        raise UsageError(f"unknown device {device!r}; {DEVICE_HELP}") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"device {device!r} requested but CUDA is not available; use --device cpu")
@@ -54,7 +90,7 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
         if mps is None or not mps.is_available():
             raise UsageError(f"device {device!r} requested but MPS is not available; use --device cpu")
     elif dev.type != "cpu":
-        raise UsageError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(f"unsupported device {device!r}; {DEVICE_HELP}")
     return dev
 
 
@@ -65,19 +101,9 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) ->
     give outputs 18-20 dB closer to fp32 (docs/engine.md); fp16's narrower range is
     covered by the engine's redo-in-fp32 of any tile that overflows. bf16 on request.
     """
-    if isinstance(dtype, torch.dtype):
-        chosen = dtype
-    elif dtype is None or dtype.strip().lower() in ("", "auto"):
-        if device.type in ("cuda", "mps"):
-            return torch.float16
-        return torch.float32
-    else:
-        key = dtype.strip().lower()
-        if key not in DTYPES:
-            raise UsageError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
-        chosen = DTYPES[key]
-    if chosen not in (torch.float32, torch.float16, torch.bfloat16):
-        raise UsageError(f"unsupported dtype {chosen}; use fp32, fp16 or bf16")
+    chosen = parse_dtype(dtype)
+    if chosen is None:
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
     if chosen is torch.bfloat16 and device.type == "cuda" and not _cuda_bf16(device):
         raise UsageError(f"{device} does not support bf16; use --dtype fp16")
     return chosen

@@ -32,7 +32,7 @@ from esc_cli.errors import Terminated
 RESTARTS_PER_DEVICE = 1
 
 
-_PRELOAD = ["esc_cli.scale.local", "esc_cli.api.images", "esc_cli.api.video"]
+_PRELOAD = ["esc_cli.scale.workers", "esc_cli.api.images", "esc_cli.api.video"]
 
 
 def _context():

@@ -3,7 +3,7 @@
 One actor per GPU of the cluster (`num_gpus=1` each), or one per CPU slot when it has no GPU
 (`num_cpus=1`, one torch thread). Each actor loads the model once (the weights travel once
 through Ray's object store) and runs the very code of a local worker (`ImageWorker`,
-`SegmentWorker` in esc_cli.scale.local), so outputs are byte-identical to a local run on the
+`SegmentWorker` in esc_cli.scale.workers), so outputs are byte-identical to a local run on the
 same kind of device. Items are streamed: at most `IN_FLIGHT_PER_ACTOR` per actor at a time,
 so the driver's memory does not grow with the batch. Actors are restarted once and their
 tasks retried once by Ray when a worker or node is lost; an item still failing after that
@@ -24,16 +24,11 @@ import torch
 
 from esc_cli.errors import UsageError, VideoError
 from esc_cli.scale.devices import dtype_label
-from esc_cli.scale.local import (
-    ImageItems,
-    SegmentFrames,
-    pin_encoder_threads,
-    image_factory,
-    refuse_streams,
-    remove_temp_outputs,
-    weights_of,
-    with_urls,
-)
+from esc_cli.api.events import ItemStarted
+from esc_cli.api.options import UpscaleOptions
+from esc_cli.api.outputs import ImageJob
+from esc_cli.scale.bookkeeping import ImageItems, SegmentFrames, pin_encoder_threads, refuse_streams, remove_temp_outputs
+from esc_cli.scale.workers import SEGMENT_WORKER, image_factory, weights_of
 
 IN_FLIGHT_PER_ACTOR = 2
 ACTOR_RESTARTS = 1
@@ -213,17 +208,15 @@ class RayImageRunner:
         self.pool = _RayPool(address, num_cpus=num_cpus, max_actors=max_actors)
         self.url_pairs: list = []  # set by esc_cli.scale.remote for URL inputs/outputs
 
-    def describe(self, network: torch.nn.Module, options, jobs: Sequence) -> tuple[str, str]:
+    def describe(self, network: torch.nn.Module, options: UpscaleOptions, jobs: Sequence[ImageJob]) -> tuple[str, str]:
         refuse_streams([j for j in jobs if not j.skip and not j.error])
         return self.pool.describe(options.dtype)
 
     def run(self, numbered, total: int, options, network: torch.nn.Module, *, emit: Callable, finish: Callable,
             notify: Callable[[str], None], input_paths) -> None:
-        from esc_cli.api.events import ItemStarted
-
         items = ImageItems(numbered, total, finish, notify)
         setup = {"options": options, "input_paths": list(input_paths)}
-        tasks = [(index, with_urls((job, index, total, False), job, self.url_pairs)) for index, job in numbered]
+        tasks = [(index, items.task(index, self.url_pairs)) for index, _job in numbered]
 
         def replay(messages) -> None:
             for m in messages:
@@ -280,7 +273,7 @@ class RaySegmentRunner:
         def on_lost(k, reason) -> None:
             raise VideoError(f"{job.info.path}: segment {k} not encoded: {reason}")
 
-        self.pool.run("esc_cli.scale.local.segment_worker", weights_of(network), setup, [(k, k) for k in segments],
+        self.pool.run(SEGMENT_WORKER, weights_of(network), setup, [(k, k) for k in segments],
                       on_result=on_result, on_error=on_error, on_lost=on_lost)
         missing = [k for k in segments if not job.segment_path(k).is_file()]
         if missing:

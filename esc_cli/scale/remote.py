@@ -3,8 +3,8 @@
 The driver lists the URLs with fsspec and mirrors them as empty placeholder files in a local
 temp folder, so the one planning code of `upscale_images` (names, formats, collisions, earlier
 outputs, junk) runs unchanged on the placeholders. Each worker then reads its item's bytes
-from the input URL into its own temp folder, runs the same `_process`, and writes the result
-to the output URL (local filesystems: temp file + rename; object stores: one PUT, which is
+from the input URL into its own temp folder, runs the same `esc_cli.api.jobs.process_job`
+(`esc_cli.scale.workers.UrlImageWorker`), and writes the result to the output URL (local filesystems: temp file + rename; object stores: one PUT, which is
 atomic). Events name the URLs, never the placeholders. Only the driver lists; the pixels go
 straight from storage to the worker and back. Needs fsspec and the filesystem's package
 (s3fs, gcsfs, adlfs, ...) on every node.
@@ -21,118 +21,14 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from esc_cli.errors import EscError, InputError, UsageError
-from esc_cli.io.images import OUTPUT_FORMATS, output_format_for
-from esc_cli.scale.local import ImageWorker
-
-Pairs = list[tuple[str, str]]
-
-
-def is_url(text: Optional[str]) -> bool:
-    return bool(text) and "://" in str(text)
-
-
-def _fsspec():
-    try:
-        import fsspec
-    except ImportError:
-        raise UsageError("URL inputs and outputs need fsspec (pip install fsspec s3fs/gcsfs)") from None
-    return fsspec
-
-
-def relabel_text(text: str, pairs: Pairs) -> str:
-    """Replace each local prefix of `pairs` (longest first) by its URL in `text`."""
-    for local, url in sorted(pairs, key=lambda p: -len(p[0])):
-        text = text.replace(local + os.sep, url + "/").replace(local, url)
-    return text
-
-
-def relabel_event(event, pairs: Pairs):
-    """A copy of an event dataclass with every path string mapped through `pairs`."""
-    changes = {}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, str):
-            changes[f.name] = relabel_text(value, pairs)
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            changes[f.name] = [relabel_text(v, pairs) for v in value]
-    return dataclasses.replace(event, **changes)
-
-
-# --------------------------------------------------------------------------- worker side
-
-
-class UrlImageWorker(ImageWorker):
-    """An `ImageWorker` whose item comes from and goes to URLs (payload ends with url_in, url_out)."""
-
-    def handle(self, payload, send):
-        from esc_cli.api.events import ItemFinished
-        from esc_cli.api.images import InputItem, Job, _process
-
-        job, index, total, own, url_in, url_out = payload
-        if job.skip or job.error:
-            return _process(job, index, total, self.options, self.upscaler, send, [], None, None)
-        fsspec = _fsspec()
-        fs_in, p_in = fsspec.core.url_to_fs(url_in)
-        fs_out, p_out = fsspec.core.url_to_fs(url_out)
-        label, out_label = job.item.label, str(job.output)
-        if fs_out.exists(p_out):
-            if self.options.skip_existing:
-                return ItemFinished(index, total, "skipped", label, out_label, 0.0, reason="output exists (--skip-existing)")
-            if not (self.options.overwrite or own):
-                return ItemFinished(index, total, "failed", label, out_label, 0.0,
-                                    error=f"{out_label}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
-        with tempfile.TemporaryDirectory(prefix="esc-url-") as tmp:
-            local_in = Path(tmp) / "in" / posixpath.basename(p_in)
-            local_out = Path(tmp) / "out" / posixpath.basename(p_out)
-            local_in.parent.mkdir()
-            pairs = [(str(local_in), label), (str(local_out), out_label), (tmp, "<worker temp>")]
-            relay = lambda event: send(relabel_event(event, pairs))  # noqa: E731
-            try:
-                fs_in.get_file(p_in, str(local_in))
-            except Exception as exc:  # noqa: BLE001 - this item fails, the batch goes on
-                return ItemFinished(index, total, "failed", label, out_label, 0.0,
-                                    error=f"{label}: cannot read ({type(exc).__name__}: {exc})")
-            local_job = Job(InputItem(local_in), local_out, job.format)
-            options = dataclasses.replace(self.options, skip_existing=False, overwrite=False)
-            event = _process(local_job, index, total, options, self.upscaler, relay, [local_in], None, None)
-            if event.status == "done":
-                try:
-                    _upload(fs_out, str(local_out), p_out)
-                except Exception as exc:  # noqa: BLE001
-                    event = dataclasses.replace(event, status="failed", error=f"{out_label}: cannot write "
-                                                f"({type(exc).__name__}: {exc})")
-            return relabel_event(event, pairs)
-
-
-def _upload(fs, local: str, target: str) -> None:
-    """Local filesystems: temp file next to the target, then rename; object stores: one PUT."""
-    parent = posixpath.dirname(target)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).stem}.", suffix=f".esc-tmp{Path(target).suffix}", dir=parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    else:
-        fs.put_file(local, target)
-
-
-def url_image_worker(device: str, state: dict, setup: dict) -> UrlImageWorker:
-    return UrlImageWorker(device, state, setup)
-
-
-# --------------------------------------------------------------------------- driver side
+from esc_cli.io.images import output_format_for
+from esc_cli.scale.urls import Pairs, is_url, load_fsspec, relabel_event, relabel_text
 
 
 def _mirror(arg: str, local: Path, recursive: bool, pairs: Pairs) -> str:
     """List one input URL into placeholders under `local`; returns the argument to plan with."""
     try:
-        fs, root = _fsspec().core.url_to_fs(arg)
+        fs, root = load_fsspec().core.url_to_fs(arg)
     except (ImportError, ValueError) as exc:  # the store's package is missing, or an unknown scheme
         raise UsageError(f"{arg}: {exc}") from None
     base = arg.rstrip("/")
@@ -164,7 +60,7 @@ def upscale_urls(inputs: Sequence[str], options, runner, *, on_event: Optional[C
     """`upscale_images` for inputs and/or an output that are fsspec URLs, on a scale-out `runner`."""
     from esc_cli.api.images import upscale_images
 
-    _fsspec()
+    load_fsspec()
     workdir = Path(tempfile.mkdtemp(prefix="esc-urls-"))
     pairs: Pairs = []
     try:
@@ -196,4 +92,4 @@ def upscale_urls(inputs: Sequence[str], options, runner, *, on_event: Optional[C
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-__all__ = ["OUTPUT_FORMATS", "is_url", "relabel_event", "relabel_text", "upscale_urls", "url_image_worker"]
+__all__ = ["upscale_urls"]

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from esc_cli.api.images import ItemStarted, UpscaleOptions, upscale_images
+from esc_cli.api.events import ItemStarted
+from esc_cli.api.images import UpscaleOptions, upscale_images
 from esc_cli.cli.app import main
 from esc_cli.io.video import probe
 from esc_cli.scale import LocalImageRunner, LocalSegmentRunner

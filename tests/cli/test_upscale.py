@@ -243,14 +243,14 @@ def test_bomb_header_refused_with_max_pixels(tmp_path, model_file, capsys):
 
 
 def test_memory_and_disk_precheck(tmp_path, model_file, capsys, monkeypatch):
-    from esc_cli.api import images as api
+    from esc_cli.api import resources as api
 
     Image.fromarray(rand8(8, 8, 3)).save(tmp_path / "m.png")
-    monkeypatch.setattr(api._Resources, "available_memory", staticmethod(lambda: 1000))
+    monkeypatch.setattr(api.ResourceCheck, "available_memory", staticmethod(lambda: 1000))
     assert esc(str(tmp_path / "m.png"), "-s", "2", model=model_file) == 3
     assert "memory" in capsys.readouterr().err
-    monkeypatch.setattr(api._Resources, "available_memory", staticmethod(lambda: None))
-    monkeypatch.setattr(api._Resources, "free_disk", staticmethod(lambda folder: 10))
+    monkeypatch.setattr(api.ResourceCheck, "available_memory", staticmethod(lambda: None))
+    monkeypatch.setattr(api.ResourceCheck, "free_disk", staticmethod(lambda folder: 10))
     assert esc(str(tmp_path / "m.png"), "-s", "2", model=model_file) == 3
     assert "disk" in capsys.readouterr().err
     assert not (tmp_path / "m_x2.png").exists()
@@ -302,7 +302,7 @@ def test_recursive_mirrors_tree_globs_and_name_template(tmp_path, model_file):
 
 
 def test_interrupt_mid_write_leaves_no_temp_file(tmp_path, model_file, monkeypatch):
-    from esc_cli.api import images as api
+    from esc_cli.api import jobs as api
 
     Image.fromarray(rand8(8, 8, 3)).save(tmp_path / "i.png")
 

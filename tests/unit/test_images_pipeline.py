@@ -11,20 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from esc_cli.api.events import exit_code_for
-from esc_cli.api.images import (
-    ImageUpscaler,
-    UpscaleOptions,
-    bleed_colors,
-    collect_inputs,
-    parse_device,
-    parse_dtype,
-    plan_outputs,
-    plan_passes,
-    resample,
-    target_size,
-    upscale_plane,
-    validate_template,
-)
+from esc_cli.api.inputs import collect_inputs
+from esc_cli.api.options import UpscaleOptions, validate_template
+from esc_cli.api.outputs import plan_outputs
+from esc_cli.api.pixels import bleed_colors, target_size, upscale_plane
+from esc_cli.api.processor import ImageProcessor
+from esc_cli.engine.devices import parse_device, parse_dtype
+from esc_cli.engine.rescale import plan_passes, resample
 from esc_cli.errors import UsageError
 from esc_cli.io.images import ImageData
 
@@ -228,7 +221,7 @@ def test_plan_skips_earlier_outputs_found_in_folders(tree: Path):
 
 @pytest.fixture
 def image_upscaler(tiny_model):
-    return lambda **kw: ImageUpscaler(tiny_model, UpscaleOptions(device="cpu", **kw))
+    return lambda **kw: ImageProcessor(tiny_model, UpscaleOptions(device="cpu", **kw))
 
 
 def test_gray_stays_gray_and_16_bits_stay(image_upscaler):
@@ -264,13 +257,13 @@ def test_constant_alpha_skips_the_network(image_upscaler):
 
 
 def test_batch_disk_check_warns_when_outputs_may_not_fit(tree: Path, monkeypatch):
-    from esc_cli.api import images as api
+    from esc_cli.api import resources as api
 
     items, _ = collect_inputs([str(tree)], recursive=True)
     jobs = plan_outputs(items, UpscaleOptions(scale=4), args_have_folder=True)
     notes: list[str] = []
     api.batch_disk_check(jobs, 4, notes.append)
     assert notes == []
-    monkeypatch.setattr(api._Resources, "free_disk", staticmethod(lambda folder: 1000))
+    monkeypatch.setattr(api.ResourceCheck, "free_disk", staticmethod(lambda folder: 1000))
     api.batch_disk_check(jobs, 4, notes.append)
     assert len(notes) == 1 and "GiB free" in notes[0]

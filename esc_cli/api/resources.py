@@ -1,0 +1,108 @@
+"""Memory and disk pre-checks: per item from the image header, and for the whole batch before it starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from esc_cli.api.outputs import ImageJob
+from esc_cli.api.pixels import target_size
+from esc_cli.errors import InputError, OutputError
+from esc_cli.io.images import ImageHeader, estimate_encoded_bytes
+
+
+class ResourceCheck:
+    """Per-item memory and disk pre-check from the header alone."""
+
+    def __init__(self, scale: float, enabled: bool) -> None:
+        self.scale = scale
+        self.enabled = enabled
+
+    @staticmethod
+    def available_memory() -> Optional[int]:
+        try:
+            with open("/proc/meminfo", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+
+    @staticmethod
+    def free_disk(folder: Path) -> Optional[int]:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            return shutil.disk_usage(probe).free
+        except OSError:
+            return None
+
+    def check(self, header: ImageHeader, output: Optional[Path], fmt: Optional[str], label: str) -> None:
+        if not self.enabled:
+            return
+        out_h, out_w = target_size(header.height, header.width, self.scale)
+        pixels = out_h * out_w
+        # float32 planes the network works on (3 colour + alpha), about three live copies at the
+        # peak (engine canvas, resample/concatenation, quantisation), plus the decoded input
+        planes = 3 + (1 if header.channels in (2, 4) else 0)
+        needed = pixels * 4 * planes * 3 + header.width * header.height * 4 * planes
+        memory = self.available_memory()
+        if memory is not None and needed > memory:
+            raise InputError(
+                f"{label}: a {out_w}x{out_h} output needs about {needed / 2**30:.1f} GiB of memory, "
+                f"{memory / 2**30:.1f} GiB available; lower --scale or free memory"
+            )
+        if output is not None:
+            size = estimate_encoded_bytes(out_w, out_h, header.channels, header.bit_depth, fmt or "png")
+            free = self.free_disk(output.parent)
+            if free is not None and size > free:
+                raise OutputError(
+                    f"{output}: needs up to {size / 2**20:.0f} MiB on disk, {free / 2**20:.0f} MiB free; free space or use -o"
+                )
+
+
+def batch_disk_check(jobs: Sequence[ImageJob], scale: float, notify: Callable[[str], None]) -> None:
+    """Before the first item: warn when the whole batch may not fit on the output disks.
+
+    Reads only headers (a few KB per file). Estimates are worst cases (PNG/TIFF as if
+    uncompressed), so this warns and lets the per-item check decide.
+    """
+    from PIL import Image
+
+    needed: dict[int, int] = {}
+    folders: dict[int, Path] = {}
+    for job in jobs:
+        if job.output is None or job.item.path is None or job.skip or job.error:
+            continue
+        if job.output.exists():
+            continue
+        try:
+            with Image.open(job.item.path) as im:
+                width, height = im.size
+                channels = len(im.getbands())
+        except Exception:  # unreadable files are reported when their turn comes
+            continue
+        out_h, out_w = target_size(height, width, scale)
+        probe = job.output.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            dev = os.stat(probe).st_dev
+        except OSError:
+            continue
+        folders.setdefault(dev, probe)
+        needed[dev] = needed.get(dev, 0) + estimate_encoded_bytes(out_w, out_h, channels, 8, job.format or "png")
+    for dev, total in needed.items():
+        free = ResourceCheck.free_disk(folders[dev])
+        if free is not None and total > free:
+            notify(
+                f"the outputs may need up to {total / 2**30:.1f} GiB in {folders[dev]}, {free / 2**30:.1f} GiB free;"
+                " items that do not fit will fail"
+            )
