@@ -123,3 +123,40 @@ def test_pool_with_no_worker_left_reports_every_task():
     assert set(out["lost"]) == {1, 2}
     assert all("no worker left" in why and "no such accelerator" in why for why in out["lost"].values())
     assert not out["result"]
+
+
+def test_workers_and_ray_actor_body_run_process_job_like_the_local_loop(tiny_model, tmp_path):
+    """The one per-item contract: a pool worker, a Ray actor body (without Ray) and the one-device
+    loop all go through `process_job`, so they write the same bytes and report the same item."""
+    import numpy as np
+    from PIL import Image
+
+    from esc_cli.api.events import ItemFinished, ItemStarted
+    from esc_cli.api.images import UpscaleOptions, upscale_images
+    from esc_cli.api.inputs import collect_inputs
+    from esc_cli.api.outputs import plan_outputs
+    from esc_cli.scale.ray_backend import _Actor
+    from esc_cli.scale.workers import IMAGE_WORKER, ImageTask, image_worker, weights_of
+
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(src)
+    local = upscale_images([str(src)], UpscaleOptions(scale=2, output=str(tmp_path / "local.png")), network=tiny_model)
+    assert local.done == 1
+    expected = (tmp_path / "local.png").read_bytes()
+
+    setup = {"options": UpscaleOptions(scale=2), "input_paths": [src]}
+    for name, run in (
+        ("worker.png", lambda task, sent: image_worker("cpu", weights_of(tiny_model), setup).handle(task, sent.append)),
+        ("actor.png", lambda task, sent: _Actor(IMAGE_WORKER, weights_of(tiny_model), setup, False).handle(task)),
+    ):
+        items, _ = collect_inputs([str(src)])
+        job = plan_outputs(items, UpscaleOptions(scale=2, output=str(tmp_path / name)))[0]
+        sent: list = []
+        result = run(ImageTask(job=job, index=3, total=5), sent)
+        if isinstance(result, tuple):  # the actor body answers (kind, value, messages)
+            kind, result, sent = result
+            assert kind == "result"
+        assert isinstance(result, ItemFinished) and result.status == "done", result
+        assert (result.index, result.total, result.output) == (3, 5, str(tmp_path / name))
+        assert any(isinstance(m, ItemStarted) and m.index == 3 for m in sent)
+        assert (tmp_path / name).read_bytes() == expected
