@@ -8,7 +8,6 @@ pipe never blocks. Nothing here imports torch.
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import threading
 from typing import Optional, Sequence
