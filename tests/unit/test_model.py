@@ -140,3 +140,9 @@ def test_training_gets_gradients_through_ensemble_and_bias(tiny_config):
     model(torch.rand(2, 3, 16, 16)).mean().backward()
     assert model.plk_filter.grad is not None and model.plk_filter.grad.abs().sum() > 0
     assert model.blocks[0].attn.relative_position_bias.grad.abs().sum() > 0
+
+
+def test_config_takes_keywords_only(tiny_config):
+    with pytest.raises(TypeError):
+        ESCConfig("esc", 2)  # positional arguments would depend on field order
+    assert ESCConfig(**tiny_config.to_dict()) == tiny_config
