@@ -80,7 +80,7 @@ def bench_images(config: str, folder: Path, network, args) -> dict:
 
 
 def make_clip(path: Path, seconds: float, size: str) -> Path:
-    from esc_cli.io.video import ffmpeg_exe
+    from esc_cli.io.ffmpeg import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
                     f"testsrc2=size={size}:rate=25:duration={seconds}", "-c:v", "libx264", "-pix_fmt", "yuv420p",
@@ -110,7 +110,7 @@ def bench_video(config: str, clip: Path, network, args) -> dict:
 
 def ffmpeg_rates(clip: Path, out_size: str, frames: int) -> list[dict]:
     """Decode rate of the source and x264 (medium, CRF 18, 4 threads) encode rate at the output size."""
-    from esc_cli.io.video import ffmpeg_exe
+    from esc_cli.io.ffmpeg import ffmpeg_exe
 
     rows = []
     t0 = time.perf_counter()

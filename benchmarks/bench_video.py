@@ -29,12 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from esc_cli.api.video import upscale_video  # noqa: E402
-from esc_cli.io.video import ffmpeg_exe, probe  # noqa: E402
+from esc_cli.io.ffmpeg import ffmpeg_exe  # noqa: E402
+from esc_cli.io.probe import probe  # noqa: E402
 from esc_cli.model import ESCConfig, build_network  # noqa: E402
 
 BUNDLED = ROOT / "esc_cli" / "weights" / "bundled" / "esc-default-x2.safetensors"
 # scripts/train_default.py defaults: the shape the bundled model is trained with
-STAND_IN = ESCConfig("esc", 2, 32, 16, 13, 2, 3, 8, 2, 1.25, False, "pixelshuffle")
+STAND_IN = ESCConfig(variant="esc", scale=2, dim=32, pdim=16, kernel_size=13, n_blocks=2, conv_blocks=3,
+                     window_size=8, num_heads=2, exp_ratio=1.25, use_ln=False, upsampler="pixelshuffle")
 
 
 def make_clip(path: Path, size: str, fps: int, seconds: float) -> None:

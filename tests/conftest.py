@@ -25,7 +25,8 @@ def tiny_config():
     """A small ESC config (window 8) that runs in milliseconds."""
     from esc_cli.model import ESCConfig
 
-    return ESCConfig("esc", 2, 16, 8, 7, 1, 2, 8, 2, 1.25, False, "pixelshuffle")
+    return ESCConfig(variant="esc", scale=2, dim=16, pdim=8, kernel_size=7, n_blocks=1, conv_blocks=2,
+                     window_size=8, num_heads=2, exp_ratio=1.25, use_ln=False, upsampler="pixelshuffle")
 
 
 @pytest.fixture

@@ -193,4 +193,5 @@ def tiny_config(scale: int = 2):
     """A small ESC config (window 8) whose network runs in milliseconds."""
     from esc_cli.model import ESCConfig
 
-    return ESCConfig("esc", scale, 16, 8, 7, 1, 2, 8, 2, 1.25, False, "pixelshuffle")
+    return ESCConfig(variant="esc", scale=scale, dim=16, pdim=8, kernel_size=7, n_blocks=1, conv_blocks=2,
+                     window_size=8, num_heads=2, exp_ratio=1.25, use_ln=False, upsampler="pixelshuffle")

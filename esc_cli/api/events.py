@@ -1,7 +1,11 @@
 """The typed events every front end reports through: batch start, item start, progress, item end, summary.
 
 A run emits `BatchStarted`, then for each item `ItemStarted`, any number of `ItemProgress`
-and exactly one `ItemFinished`, then one `BatchFinished`. The CLI renders them as text,
+and exactly one `ItemFinished`, then one `BatchFinished`. A video run (`esc video`) is a batch
+of one item with the same shape: `VideoStarted` (a `BatchStarted` with the source and encoder
+fields), `ItemStarted`, `VideoProgress` (frames instead of tiles), `VideoFinished` (an
+`ItemFinished` with the frame, codec, segment and stream counts; a failed video reports a plain
+`ItemFinished`), then `BatchFinished`. The CLI renders them as text,
 Rich progress or NDJSON (`event_dict`); the NDJSON field names are documented in
 docs/usage.md ("JSON events").
 """
@@ -87,7 +91,64 @@ class BatchFinished:
     event: str = "summary"
 
 
-Event = Union[BatchStarted, ItemStarted, ItemProgress, ItemFinished, BatchFinished]
+@dataclass(kw_only=True)
+class VideoStarted(BatchStarted):
+    """`BatchStarted` of a video (`total` is 1): the source, its planned output and the encoder.
+
+    `width`/`height` are the source's displayed frame size, `out_width`/`out_height` the encoded
+    size (padded to even when the pixel format needs it); `segments_done` counts segments kept
+    from an interrupted run (`--resume`); `vfr` is true for a variable frame rate.
+    """
+
+    command: str = "video"
+    input: str
+    output: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    out_width: int
+    out_height: int
+    codec: str
+    pix_fmt: str
+    segments: int
+    segments_done: int
+    vfr: bool
+
+
+@dataclass(kw_only=True)
+class VideoProgress:
+    """Frame progress of a video: `frames_done` of `frames_total` at `fps` frames per second (frames
+    upscaled in this run), `eta_seconds` (None until known), working on segment `segment` of `segments`."""
+
+    index: int = 1
+    frames_done: int
+    frames_total: int
+    fps: float
+    eta_seconds: Optional[float]
+    segment: int
+    segments: int
+    device: Optional[str] = None
+    dtype: Optional[str] = None
+    event: str = "progress"
+
+
+@dataclass(kw_only=True)
+class VideoFinished(ItemFinished):
+    """`ItemFinished` of a video that was written: `frames` encoded, the encoder, how many segments
+    there were and how many were reused from an interrupted run, and the streams muxed in
+    (`{"audio": n, "subtitle": n, "attachment": n, "transcoded": [...], "dropped": [...]}`)."""
+
+    frames: int
+    codec: str
+    pix_fmt: str
+    segments: int
+    segments_reused: int
+    streams: dict
+
+
+Event = Union[BatchStarted, ItemStarted, ItemProgress, ItemFinished, BatchFinished, VideoStarted, VideoProgress,
+              VideoFinished]
 EventCallback = Callable[[Event], None]
 
 

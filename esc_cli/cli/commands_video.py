@@ -2,18 +2,20 @@
 
 Exit codes as for `esc upscale`: 0 done, 2 usage error, 3 nothing could be done (bad input,
 no model, ffmpeg failure), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
-`--json` prints one JSON object per line on stdout, with the `esc upscale` contract:
-`start`, `item_start`, periodic `progress` (frames), one `item` (status "done" or "failed"),
-then `summary` (done/skipped/failed/seconds/exit_code/interrupted/error).
+`--json` prints one JSON object per line on stdout, the typed events of `esc_cli.api.events`
+with the `esc upscale` contract: `start` (VideoStarted), `item_start`, periodic `progress`
+(VideoProgress, frames), one `item` (VideoFinished when done, ItemFinished when failed), then
+`summary`. Every field is documented in docs/usage.md ("JSON events").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -31,11 +33,25 @@ from esc_cli.cli.options import (
     RayOption,
     TileOption,
 )
+from esc_cli.api.events import (
+    BatchFinished,
+    Event,
+    ItemFinished,
+    ItemStarted,
+    VideoFinished,
+    VideoProgress,
+    VideoStarted,
+    event_dict,
+)
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_OK, EscError, Terminated
 
+if TYPE_CHECKING:
+    from esc_cli.api.video import VideoResult
 
-def _emit(event: dict) -> None:
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+def _emit(event: Event) -> None:
+    """Write one typed event as a line of JSON on stdout (fields as documented in docs/usage.md)."""
+    sys.stdout.write(json.dumps(event_dict(event), separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
 
@@ -47,29 +63,23 @@ class _Reporter:
         self.as_json = as_json
         self.source = source
         self.output = output
-        self.start_info: dict = {}
+        self.started: Optional[VideoStarted] = None
         self.bar = None
         self.task = None
         self._last_json = 0.0
         self._last_line = 0.0
 
-    def start(self, info: dict) -> None:
-        self.start_info = info
-        self.output = Path(info["output"])
+    def start(self, info: VideoStarted) -> None:
+        self.started = info
+        self.output = Path(info.output)
         if self.as_json:
-            _emit({"event": "start", "total": 1, "model": info["model"], "model_scale": info["model_scale"],
-                   "scale": info["scale"], "passes": info["passes"], "device": info["device"], "dtype": info["dtype"],
-                   "tile": info["tile"], "version": info["version"], "command": "video", "input": info["input"],
-                   "output": info["output"], "frames": info["frames"], "fps": info["fps"], "width": info["width"],
-                   "height": info["height"], "out_width": info["out_width"], "out_height": info["out_height"],
-                   "codec": info["codec"], "pix_fmt": info["pix_fmt"], "segments": info["segments"],
-                   "segments_done": info["segments_done"], "vfr": info["vfr"]})
-            _emit({"event": "item_start", "index": 1, "total": 1, "input": info["input"], "output": info["output"]})
+            _emit(info)
+            _emit(ItemStarted(index=1, total=1, input=info.input, output=info.output))
         if self.quiet:
             return
         err_console.print(
-            f"{info['input']} ({info['width']}x{info['height']}, {info['frames']} frames) -> {info['output']} "
-            f"({info['out_width']}x{info['out_height']}, {info['codec']} {info['pix_fmt']}) on {info['device']} {info['dtype']}",
+            f"{info.input} ({info.width}x{info.height}, {info.frames} frames) -> {info.output} "
+            f"({info.out_width}x{info.out_height}, {info.codec} {info.pix_fmt}) on {info.device} {info.dtype}",
             highlight=False,
             soft_wrap=True,
         )
@@ -88,16 +98,14 @@ class _Reporter:
                 transient=False,
             )
             self.bar.start()
-            self.task = self.bar.add_task("video", total=info["frames"], completed=0, fps=0.0)
+            self.task = self.bar.add_task("video", total=info.frames, completed=0, fps=0.0)
 
-    def progress(self, p) -> None:
+    def progress(self, p: VideoProgress) -> None:
         now = time.monotonic()
         if self.as_json and (now - self._last_json >= 1.0 or p.frames_done >= p.frames_total):
             self._last_json = now
-            _emit({"event": "progress", "index": 1, "frames_done": p.frames_done, "frames_total": p.frames_total,
-                   "fps": round(p.fps, 3), "eta_seconds": None if p.eta_seconds is None else round(p.eta_seconds, 1),
-                   "segment": p.segment, "segments": p.segments, "device": self.start_info.get("device"),
-                   "dtype": self.start_info.get("dtype")})
+            eta = None if p.eta_seconds is None else round(p.eta_seconds, 1)
+            _emit(dataclasses.replace(p, fps=round(p.fps, 3), eta_seconds=eta))
         if self.quiet:
             return
         if self.bar is not None:
@@ -113,29 +121,32 @@ class _Reporter:
         console = self.bar.console if self.bar is not None else err_console
         console.print(f"[yellow]note:[/] {msg}", highlight=False, soft_wrap=True)
 
-    def finished(self, result=None, *, error: Optional[str] = None, seconds: float = 0.0, exit_code: int = 0,
-                 interrupted: bool = False) -> None:
+    def finished(self, result: Optional[VideoResult] = None, *, error: Optional[str] = None, seconds: float = 0.0,
+                 exit_code: int = 0, interrupted: bool = False) -> None:
         """Emit the `item` and `summary` events (JSON) for the one video."""
         if not self.as_json:
             return
-        info = self.start_info
         if result is not None:
-            _emit({"event": "item", "index": 1, "total": 1, "status": "done", "input": str(result.input),
-                   "output": str(result.output), "seconds": round(result.seconds, 3), "tile": result.tile,
-                   "device": result.device, "dtype": result.dtype, "error": None, "reason": None,
-                   "width": result.in_size[0], "height": result.in_size[1], "out_width": result.out_size[0],
-                   "out_height": result.out_size[1], "notes": list(result.notices), "frames": result.frames,
-                   "codec": result.codec, "pix_fmt": result.pix_fmt, "segments": result.segments,
-                   "segments_reused": result.segments_reused, "streams": result.streams})
+            _emit(VideoFinished(
+                index=1, total=1, status="done", input=str(result.input), output=str(result.output),
+                seconds=round(result.seconds, 3), tile=result.tile, device=result.device, dtype=result.dtype,
+                width=result.in_size[0], height=result.in_size[1], out_width=result.out_size[0],
+                out_height=result.out_size[1], notes=list(result.notices), frames=result.frames, codec=result.codec,
+                pix_fmt=result.pix_fmt, segments=result.segments, segments_reused=result.segments_reused,
+                streams=result.streams,
+            ))
         else:
-            _emit({"event": "item", "index": 1, "total": 1, "status": "failed", "input": str(self.source),
-                   "output": str(self.output) if self.output else None, "seconds": round(seconds, 3),
-                   "tile": info.get("tile"), "device": info.get("device"), "dtype": info.get("dtype"), "error": error,
-                   "reason": None, "width": info.get("width"), "height": info.get("height"),
-                   "out_width": info.get("out_width"), "out_height": info.get("out_height"), "notes": []})
+            s = self.started
+            _emit(ItemFinished(
+                index=1, total=1, status="failed", input=str(self.source),
+                output=str(self.output) if self.output else None, seconds=round(seconds, 3),
+                tile=s.tile if s else None, device=s.device if s else None, dtype=s.dtype if s else None,
+                error=error, width=s.width if s else None, height=s.height if s else None,
+                out_width=s.out_width if s else None, out_height=s.out_height if s else None,
+            ))
         ok = result is not None
-        _emit({"event": "summary", "done": int(ok), "skipped": 0, "failed": int(not ok), "seconds": round(seconds, 3),
-               "exit_code": exit_code, "ignored": 0, "interrupted": interrupted, "error": error})
+        _emit(BatchFinished(done=int(ok), skipped=0, failed=int(not ok), seconds=round(seconds, 3),
+                            exit_code=exit_code, interrupted=interrupted, error=error))
 
     def stop(self) -> None:
         if self.bar is not None:

@@ -63,3 +63,11 @@ def atomic_output(output: Path, inputs: Iterable[Path] = (), *, overwrite: bool 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete `path` if it exists, ignoring errors."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

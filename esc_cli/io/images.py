@@ -435,7 +435,13 @@ def encode_png16(arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: 
 
 
 def encode_tiff16(arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: Optional[bytes] = None) -> bytes:
-    """`[H, W, C]` uint16 (C = 1..4) -> a deflate-compressed 16-bit TIFF with ICC and EXIF tags."""
+    """`[H, W, C]` uint16 (C = 1..4) -> a deflate-compressed 16-bit TIFF with ICC and EXIF tags.
+
+    Written here because no dependency does all of it (checked): Pillow 13 cannot create a 16-bit
+    RGB image (`fromarray` refuses `<u2` HxWx3; raw `RGB;16L` is reduced to 8 bits), and tifffile
+    writes 16-bit deflate with ICC but refuses the EXIF and GPS sub-IFDs ("not writing extratag
+    34665"), which this function carries over.
+    """
     height, width, channels = arr.shape
     data = zlib.compress(arr.astype("<u2").tobytes(), 6)
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")

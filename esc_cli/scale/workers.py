@@ -127,7 +127,7 @@ class SegmentWorker:
     """Worker side of a video: an engine on this device and the job's frame processor."""
 
     def __init__(self, device: str, state: dict, setup: dict) -> None:
-        from esc_cli.api.video import processor_for
+        from esc_cli.api.video_pipeline import processor_for
         from esc_cli.engine import Upscaler
 
         self.job = setup["job"]
@@ -138,7 +138,7 @@ class SegmentWorker:
         self.batch_frames = batch or (1 if device == "cpu" else 4)
 
     def handle(self, k: int, send):
-        from esc_cli.api.video import encode_segment
+        from esc_cli.api.video_pipeline import encode_segment
 
         path = encode_segment(self.job, k, self.processor, batch_frames=self.batch_frames, on_frames=send)
         return str(path)

@@ -19,7 +19,7 @@ from PIL import Image
 from esc_cli.api.events import ItemStarted
 from esc_cli.api.images import UpscaleOptions, upscale_images
 from esc_cli.cli.app import main
-from esc_cli.io.video import probe
+from esc_cli.io.probe import probe
 from esc_cli.scale import LocalImageRunner, LocalSegmentRunner
 from tests.cli.test_video import make_clip, save_tiny_model
 

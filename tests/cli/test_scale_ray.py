@@ -18,7 +18,7 @@ from PIL import Image
 
 from esc_cli.api.images import UpscaleOptions, upscale_images
 from esc_cli.cli.app import main
-from esc_cli.io.video import probe
+from esc_cli.io.probe import probe
 from tests.cli.test_video import make_clip, save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

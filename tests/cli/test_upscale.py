@@ -37,7 +37,8 @@ def model_file(tmp_path_factory) -> Path:
     from esc_cli.model import ESCConfig, build_network
 
     torch.manual_seed(1234)
-    net = build_network(ESCConfig("esc", 2, 16, 8, 7, 1, 2, 8, 2, 1.25, False, "pixelshuffle"))
+    net = build_network(ESCConfig(variant="esc", scale=2, dim=16, pdim=8, kernel_size=7, n_blocks=1, conv_blocks=2,
+                                  window_size=8, num_heads=2, exp_ratio=1.25, use_ln=False, upsampler="pixelshuffle"))
     path = tmp_path_factory.mktemp("model") / "tiny_x2.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     return path

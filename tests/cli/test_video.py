@@ -20,9 +20,11 @@ from tests.conftest import restore_sigint
 import torch
 
 from esc_cli.cli import main
-from esc_cli.io.video import ffmpeg_exe, frame_hashes, probe
+from esc_cli.io.ffmpeg import ffmpeg_exe
+from esc_cli.io.probe import frame_hashes, probe
 
-TINY_ARGS = ("esc", 2, 16, 8, 7, 1, 2, 8, 2, 1.25, False, "pixelshuffle")
+TINY_ARGS = dict(variant="esc", scale=2, dim=16, pdim=8, kernel_size=7, n_blocks=1, conv_blocks=2, window_size=8,
+                 num_heads=2, exp_ratio=1.25, use_ln=False, upsampler="pixelshuffle")
 
 
 def save_tiny_model(path: Path, seed: int = 0) -> Path:
@@ -32,7 +34,7 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
     from esc_cli.model import ESCConfig, build_network
 
     torch.manual_seed(seed)
-    net = build_network(ESCConfig(*TINY_ARGS))
+    net = build_network(ESCConfig(**TINY_ARGS))
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     return path
 

@@ -38,10 +38,10 @@ def test_batch_equals_images_one_by_one(tiny_config, b):
 def test_any_input_size_gives_right_shape_and_finite_values(size, variant):
     base = dict(dim=16, pdim=8, kernel_size=7, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
     if variant.startswith("esc-real"):
-        cfg = ESCConfig("esc-real", 4, **base, exp_ratio=2.0, use_ln=True,
+        cfg = ESCConfig(variant="esc-real", scale=4, **base, exp_ratio=2.0, use_ln=True,
                         upsampler="dysample" if variant.endswith("dysample") else "nearest-conv")
     else:
-        cfg = ESCConfig(variant, 3, **base, exp_ratio=1.25, use_ln=variant == "esc-fp")
+        cfg = ESCConfig(variant=variant, scale=3, **base, exp_ratio=1.25, use_ln=variant == "esc-fp")
     torch.manual_seed(0)
     model = build_network(cfg).eval()
     x = torch.rand(1, 3, *size)
@@ -140,3 +140,9 @@ def test_training_gets_gradients_through_ensemble_and_bias(tiny_config):
     model(torch.rand(2, 3, 16, 16)).mean().backward()
     assert model.plk_filter.grad is not None and model.plk_filter.grad.abs().sum() > 0
     assert model.blocks[0].attn.relative_position_bias.grad.abs().sum() > 0
+
+
+def test_config_takes_keywords_only(tiny_config):
+    with pytest.raises(TypeError):
+        ESCConfig("esc", 2)  # positional arguments would depend on field order
+    assert ESCConfig(**tiny_config.to_dict()) == tiny_config

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from esc_cli.errors import UsageError
-from esc_cli.io.video import EncodeSettings
+from esc_cli.io.frames import EncodeSettings
 from esc_cli.scale.devices import ENCODER_THREADS, describe, parse_devices
 from esc_cli.scale.bookkeeping import SegmentFrames, pin_encoder_threads, remove_temp_outputs
 from esc_cli.scale.pool import Task, WorkerPool

@@ -10,27 +10,12 @@ import pytest
 from esc_cli.engine.rescale import plan_passes
 import torch
 
-from esc_cli.api.video import (
-    FrameProcessor,
-    Segment,
-    encode_segment,
-    join_segments,
-    output_size,
-    plan_segments,
-    prepare_job,
-    to_array,
-    to_tensor,
-)
+from esc_cli.api.video_job import Segment, output_size, plan_segments, prepare_job
+from esc_cli.api.video_join import join_segments
+from esc_cli.api.video_pipeline import FrameProcessor, encode_segment, to_array, to_tensor
 from esc_cli.errors import InputError, VideoError
-from esc_cli.io.video import (
-    EncodeSettings,
-    FrameReader,
-    FrameWriter,
-    frame_hashes,
-    needs_even,
-    pix_fmt_depth,
-    probe,
-)
+from esc_cli.io.frames import EncodeSettings, FrameReader, FrameWriter, needs_even
+from esc_cli.io.probe import frame_hashes, pix_fmt_depth, probe
 from tests.cli.test_video import make_clip
 
 
@@ -170,7 +155,7 @@ def test_tensor_array_round_trip():
 
 def test_rotated_source_is_decoded_upright(clips, tmp_path):
     """A display-matrix rotation is applied on decode: probe reports the shown size and frames match it."""
-    from esc_cli.io.video import run_ffmpeg
+    from esc_cli.io.ffmpeg import run_ffmpeg
 
     rot = tmp_path / "rot.mp4"
     run_ffmpeg(["-display_rotation", "90", "-i", str(clips["cfr"]), "-c", "copy", str(rot)], what="rotate")
@@ -181,7 +166,7 @@ def test_rotated_source_is_decoded_upright(clips, tmp_path):
 
 
 def test_resume_folder_reused_only_for_the_same_job(clips, tmp_path):
-    from esc_cli.api.video import _open_workdir
+    from esc_cli.api.video_job import open_workdir
 
     info = probe(clips["cfr"])
     out = tmp_path / "o.mp4"
@@ -192,8 +177,8 @@ def test_resume_folder_reused_only_for_the_same_job(clips, tmp_path):
 
     notes: list[str] = []
     first = job(18)
-    assert _open_workdir(first, True, notes.append) == 0
+    assert open_workdir(first, True, notes.append) == 0
     first.segment_path(0).write_bytes(b"done")
-    assert _open_workdir(job(18), True, notes.append) == 1 and "resuming: 1 of 3" in notes[-1]
-    assert _open_workdir(job(30), True, notes.append) == 0 and "starting over" in notes[-1]
+    assert open_workdir(job(18), True, notes.append) == 1 and "resuming: 1 of 3" in notes[-1]
+    assert open_workdir(job(30), True, notes.append) == 0 and "starting over" in notes[-1]
     assert not first.segment_path(0).exists()

@@ -1,0 +1,100 @@
+"""The bundled ffmpeg binary: locating it, running it to completion, and long-running ffmpeg processes.
+
+Every run's exit status is checked; a failure raises `VideoError` carrying the last lines ffmpeg
+printed (`STDERR_TAIL`). `FfmpegProcess` drains stderr on a thread into a bounded tail so a
+pipe never blocks. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+from typing import Optional, Sequence
+
+from esc_cli.errors import VideoError
+
+STDERR_TAIL = 12
+
+
+def ffmpeg_exe() -> str:
+    """Path of the bundled ffmpeg binary."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def last_lines(text: str, n: int = STDERR_TAIL) -> str:
+    """The last `n` non-blank lines of `text` (ffmpeg's stderr), joined by newlines."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-n:])
+
+
+def run_ffmpeg(args: Sequence[str], *, what: str, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+    """Run `ffmpeg args...` to completion; raise `VideoError` naming `what` with ffmpeg's last lines on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        err = last_lines(proc.stderr.decode("utf-8", "replace"))
+        raise VideoError(f"{what}: ffmpeg exited with status {proc.returncode}:\n{err}")
+    return proc
+
+
+class FfmpegProcess:
+    """An ffmpeg subprocess whose stderr is drained by a thread into a bounded tail."""
+
+    def __init__(self, args: Sequence[str], *, stdin: bool, stdout: bool, what: str) -> None:
+        self.what = what
+        self.cmd = [ffmpeg_exe(), "-hide_banner", *([] if stdin else ["-nostdin"]), "-y", "-loglevel", "error", *args]
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,  # Ctrl-C reaches us only; we decide what ffmpeg does
+        )
+        self._tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in iter(self.proc.stderr.readline, b""):
+            self._tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def stderr_tail(self, n: int = STDERR_TAIL) -> str:
+        self._drain.join(timeout=2)
+        return last_lines("\n".join(self._tail), n)
+
+    def error(self, rc: Optional[int] = None) -> VideoError:
+        rc = self.proc.returncode if rc is None else rc
+        tail = self.stderr_tail()
+        return VideoError(f"{self.what}: ffmpeg exited with status {rc}" + (f":\n{tail}" if tail else ""))
+
+    def kill(self) -> None:
+        """Stop ffmpeg at once (used on errors and interruption)."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        self._drain.join(timeout=2)
+
+
+    def wait(self) -> int:
+        """Wait for ffmpeg to exit and for its stderr to be drained; return its exit status."""
+        rc = self.proc.wait()
+        self._drain.join(timeout=2)
+        return rc
+
