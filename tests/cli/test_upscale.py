@@ -103,7 +103,8 @@ def _png_header(path: Path) -> tuple[int, int]:
 
 
 def test_16bit_png_and_tiff_stay_16bit(tmp_path, model_file):
-    from esc_cli.io.images import ImageData, write_image
+    from esc_cli.io.encode import write_image
+    from esc_cli.io.images import ImageData
 
     arr = (RNG.random((8, 10, 3)) * 65535).astype(np.uint16)
     image = ImageData(torch.from_numpy(arr.astype(np.float32) / 65535).permute(2, 0, 1), 16)
@@ -116,7 +117,7 @@ def test_16bit_png_and_tiff_stay_16bit(tmp_path, model_file):
                model=model_file) == 0
     assert _png_header(tmp_path / "deep_x2.png") == (16, 2)
     assert _png_header(tmp_path / "gray16_x2.png") == (16, 0)
-    from esc_cli.io.images import read_image
+    from esc_cli.io.decode import read_image
 
     for name in ("deep_x2.png", "deep_x2.tif", "gray16_x2.png"):
         out = read_image(tmp_path / name)
