@@ -113,9 +113,10 @@ def _no_telemetry(constants) -> None:
 
 
 def storage_folder(ref: HubRef, cache_dir: Path) -> Path:
-    """The cache folder of `ref`'s repository (`models--owner--name`)."""
-    owner, name = ref.repo_id.split("/")
-    return cache_dir / f"models--{owner}--{name}"
+    """The cache folder of `ref`'s repository (`models--owner--name`), named by huggingface_hub itself."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache_dir / repo_folder_name(repo_id=ref.repo_id, repo_type="model")
 
 
 def cached_file(ref: HubRef, *, cache_dir: Union[str, Path, None] = None) -> Optional[Path]:
@@ -320,7 +321,12 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
 
 
 def _write_ref(folder: Path, revision: str, commit: str) -> None:
-    """Record `refs/<revision> = commit` as the library does, so offline runs find the file."""
+    """Record `refs/<revision> = commit` as the library does, so offline runs find the file.
+
+    The download itself is asked for the resolved commit (so that the bytes and the commit checked in
+    `_resolve` are the same), and huggingface_hub writes a ref only for the revision it was asked for; its
+    own ref writer is private, so this one line of cache layout is written here.
+    """
     if revision == commit:
         return
     ref_path = folder / "refs" / revision
@@ -332,43 +338,25 @@ def _write_ref(folder: Path, revision: str, commit: str) -> None:
     os.replace(tmp, ref_path)
 
 
-class _BarBase:
-    """The subset of the tqdm interface huggingface_hub's HTTP download uses."""
-
-    callback: Optional[ProgressCallback] = None
-
-    def __init__(self, *args, total: Optional[float] = None, initial: float = 0, **kwargs) -> None:
-        self.total = int(total) if total is not None else None
-        self.n = int(initial or 0)
-        self._report()
-
-    def _report(self) -> None:
-        if self.callback is not None:
-            type(self).callback(self.n, self.total)  # type: ignore[misc]
-
-    def update(self, n: float = 1) -> None:
-        self.n += int(n)
-        self._report()
-
-    def close(self) -> None:
-        pass
-
-    def refresh(self, *args, **kwargs) -> None:
-        pass
-
-    def set_description(self, *args, **kwargs) -> None:
-        pass
-
-    def __enter__(self) -> "_BarBase":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def _callback_bar(callback: ProgressCallback) -> type:
-    return type("_CallbackBar", (_BarBase,), {"callback": staticmethod(callback)})
+    """A tqdm class (the type huggingface_hub's `tqdm_class` expects) that draws nothing and reports
+    `(bytes done, total)` to `callback` instead."""
+    from tqdm.auto import tqdm
+
+    class CallbackBar(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["disable"] = True  # a disabled tqdm keeps `total` but stops counting: count here
+            super().__init__(*args, **kwargs)
+            self.done = int(kwargs.get("initial") or 0)
+            callback(self.done, self.total)
+
+        def update(self, n: float = 1) -> None:
+            self.done += int(n)
+            callback(self.done, self.total)
+
+    return CallbackBar
 
 
 def _silent_bar() -> type:
-    return type("_SilentBar", (_BarBase,), {"callback": None})
+    """A tqdm class that draws nothing (without touching huggingface_hub's global bar switch)."""
+    return _callback_bar(lambda done, total: None)
