@@ -20,7 +20,7 @@ from esc_cli.model import ESCNetwork
 from esc_cli.weights import catalog, hub
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import sha256_file
-from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, parse_ref
+from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, hub_ref, parse_ref
 
 Progress = Union[hub.ProgressCallback, bool, None]
 
@@ -38,13 +38,6 @@ class ResolvedModel:
     ref: ModelRef
     entry: Optional[CatalogEntry] = None
     fallback_from: Optional[CatalogEntry] = None
-
-
-def hub_ref(entry: CatalogEntry) -> HubRef:
-    """The Hub file of an official catalog row (organisation from $ESC_HUB_ORG)."""
-    if entry.bundled or entry.repo_id is None or entry.revision is None:
-        raise ValueError(f"{entry.name} is bundled, not on the Hub")
-    return HubRef(entry.repo_id, entry.filename, entry.revision, entry.sha256)
 
 
 def bundled_file(entry: CatalogEntry) -> Path:

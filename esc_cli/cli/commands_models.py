@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
 from rich import box
@@ -19,19 +19,28 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from esc_cli.api import catalog as api
 from esc_cli.cli.console import err_console
+from esc_cli.cli.helpfmt import Command, Group
 from esc_cli.cli.options import JsonOption, OverwriteOption, QuietOption
 from esc_cli.errors import EXIT_NOTHING_DONE, EXIT_SOME_FAILED
 from esc_cli.weights import catalog, hub
 
+if TYPE_CHECKING:
+    from esc_cli.api.catalog import ProgressFactory
+
 models_app = typer.Typer(
+    cls=Group,
     help="List, download, verify and convert model weights.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _out = Console(soft_wrap=True)
+
+
+def _examples(text: str) -> str:
+    """An epilog block: `Examples:` then the given command lines, one paragraph each."""
+    return "Examples:\n\n  " + text
 
 
 def _params(n: Optional[int]) -> str:
@@ -49,10 +58,12 @@ def _short_source(entry: catalog.CatalogEntry) -> str:
     return text if entry.revision == "main" else f"{text}@{(entry.revision or '')[:12]}"
 
 
-@models_app.command("list")
+@models_app.command("list", cls=Command, epilog=_examples('esc models list\n\n  esc models list --json | jq -r .name'))
 def list_command(json_mode: JsonOption = False) -> None:
     """Show every catalog model: variant, scale, parameters, whether it is cached, and its source."""
-    rows = api.list_models()
+    from esc_cli.api.listing import list_models
+
+    rows = list_models()
     defaults = {catalog.default_entry(s).name for s in catalog.SCALES}
     if json_mode:
         for row in rows:
@@ -75,7 +86,7 @@ def list_command(json_mode: JsonOption = False) -> None:
 
 
 @contextlib.contextmanager
-def _download_bars(enabled: bool) -> Iterator[Optional[api.ProgressFactory]]:
+def _download_bars(enabled: bool) -> Iterator[Optional[ProgressFactory]]:
     """A Rich progress display on stderr whose factory gives each download its bar."""
     if not enabled:
         yield None
@@ -97,12 +108,14 @@ def _download_bars(enabled: bool) -> Iterator[Optional[api.ProgressFactory]]:
         yield factory
 
 
-@models_app.command("pull")
+@models_app.command("pull", cls=Command, epilog=_examples('esc models pull esc-dflip-x4\n\n  esc models pull hf://owner/repo/model.safetensors@main'))
 def pull_command(
-    names: Annotated[list[str], typer.Argument(help="Catalog names (esc models list) or hf://owner/repo/file[@rev].")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Catalog names (esc models list) or hf://owner/repo/file (@rev optional).")],
     quiet: QuietOption = False,
 ) -> None:
     """Download models into the Hugging Face cache (refreshing branch revisions) and print their paths."""
+    from esc_cli.api import catalog as api
+
     with _download_bars(enabled=not quiet and err_console.is_terminal) as factory:
         results = api.pull_models(names, progress=factory)
     failed = [r for r in results if r.error is not None]
@@ -117,12 +130,14 @@ def pull_command(
         raise typer.Exit(EXIT_NOTHING_DONE if len(failed) == len(results) else EXIT_SOME_FAILED)
 
 
-@models_app.command("verify")
+@models_app.command("verify", cls=Command, epilog=_examples('esc models verify\n\n  esc models verify esc-light-x4 --json'))
 def verify_command(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Models to check (default: every cached or bundled one).")] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME...", help="Models to check (default: every cached or bundled one).")] = None,
     json_mode: JsonOption = False,
 ) -> None:
     """Check cached and bundled weights against their sha256 and that they load as the catalog says."""
+    from esc_cli.api import catalog as api
+
     results = api.verify_models(names or None)
     if json_mode:
         for r in results:
@@ -146,21 +161,25 @@ def verify_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-@models_app.command("path")
+@models_app.command("path", cls=Command, epilog=_examples('esc models path esc-light-x4\n\n  esc models path esc-light-x4 --pull'))
 def path_command(
-    name: Annotated[str, typer.Argument(help="Catalog name, hf:// reference or file.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Catalog name, hf:// reference or file.")],
     pull: Annotated[bool, typer.Option("--pull", help="Download it first if it is not cached.")] = False,
 ) -> None:
     """Print the local file of a model (no network unless --pull)."""
+    from esc_cli.api import catalog as api
+
     typer.echo(str(api.model_path(name, pull=pull)))
 
 
-@models_app.command("info")
+@models_app.command("info", cls=Command, epilog=_examples('esc models info ESC_light_X4.pth\n\n  esc models info default-x4 --json'))
 def info_command(
-    ref: Annotated[str, typer.Argument(help="A .pth/.safetensors file, or a cached/bundled catalog name.")],
+    ref: Annotated[str, typer.Argument(metavar="NAME|FILE", help="A .pth/.safetensors file, or a cached/bundled catalog name.")],
     json_mode: JsonOption = False,
 ) -> None:
     """Show the detected variant, hyper-parameters and parameter count of a checkpoint."""
+    from esc_cli.api import catalog as api
+
     info = api.model_info(ref)
     if json_mode:
         typer.echo(json.dumps(info.to_dict()))
@@ -181,14 +200,16 @@ def info_command(
         typer.echo(f"{key:<{width}}  {value}")
 
 
-@models_app.command("convert")
+@models_app.command("convert", cls=Command, epilog=_examples('esc models convert ESC_DFLIP_X4.pth out/esc-dflip-x4'))
 def convert_command(
-    source: Annotated[Path, typer.Argument(help="Official checkpoint (.pth with params_ema) or any ESC checkpoint.")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write model.safetensors, config.json and README.md into.")],
-    name: Annotated[Optional[str], typer.Option("--name", help="Catalog name for the model card (default: detected).")] = None,
+    source: Annotated[Path, typer.Argument(metavar="FILE", help="Official checkpoint (.pth with params_ema) or any ESC checkpoint.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to write model.safetensors, config.json and README.md into.")],
+    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="Catalog name for the model card (default: detected).")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Convert a checkpoint to a Hub-ready folder (model.safetensors, config.json, model card)."""
+    from esc_cli.api import catalog as api
+
     result = api.convert_checkpoint(source, out_dir, name=name, overwrite=overwrite)
     for path in result.files:
         typer.echo(str(path))

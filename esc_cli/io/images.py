@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 ImageSource = Union[Path, bytes]
 

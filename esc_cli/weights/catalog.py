@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from esc_cli.errors import ModelNotFoundError
-from esc_cli.model import ESCConfig
-from esc_cli.model.config import esc, esc_fp, esc_light, esc_real, esc_xl
+from esc_cli.model.config import ESCConfig, esc, esc_fp, esc_light, esc_real, esc_xl
 from esc_cli.weights.digest import sha256_file
 
 DEFAULT_HUB_ORG = "esc-cli"

@@ -131,3 +131,10 @@ def parse_ref(text: str, *, scale: Optional[float] = None) -> ModelRef:
         raise ModelNotFoundError(f"{text}: no such file; give an existing .pth or .safetensors checkpoint")
     catalog.lookup(text, scale=scale)  # raises with suggestions
     raise ModelNotFoundError(f"{text}: no such model")  # pragma: no cover - lookup raised
+
+
+def hub_ref(entry: CatalogEntry) -> HubRef:
+    """The Hub file of an official catalog row (organisation from $ESC_HUB_ORG)."""
+    if entry.bundled or entry.repo_id is None or entry.revision is None:
+        raise ValueError(f"{entry.name} is bundled, not on the Hub")
+    return HubRef(entry.repo_id, entry.filename, entry.revision, entry.sha256)

@@ -421,10 +421,10 @@ def test_quiet_plain_progress_lines(tmp_path, model_file, capsys):
 def test_rich_progress_on_a_terminal(tmp_path, model_file, monkeypatch):
     from rich.console import Console
 
-    from esc_cli.cli import commands_upscale
+    from esc_cli.cli import render
 
     screen = io.StringIO()
-    monkeypatch.setattr(commands_upscale, "err_console", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(render, "err_console", Console(file=screen, force_terminal=True, width=100))
     for i in range(2):
         Image.fromarray(rand8(6, 6, 3)).save(tmp_path / f"t{i}.png")
     assert esc(str(tmp_path), "-s", "2", "--tile", "8", model=model_file) == 0
