@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from esc_cli.api.models import bundled_file, check_against_entry
-from esc_cli.errors import CheckpointError, EscError, ModelNotFoundError, OutputError
+from esc_cli.errors import CheckpointError, EscError, ModelNotFoundError, OutputError, UnknownModelError
 from esc_cli.io.atomic import atomic_output, check_output_path
 from esc_cli.model import ESCConfig, network_from_state_dict
 from esc_cli.weights import catalog, hub
@@ -35,7 +35,7 @@ class PullResult:
 def _hub_or_catalog(name: str) -> Union[CatalogRef, HubRef]:
     ref = parse_ref(name)
     if isinstance(ref, FileRef):
-        raise ModelNotFoundError(f"{name}: is a local file; `pull` takes catalog names and hf:// references")
+        raise UnknownModelError(f"{name}: is a local file; `pull` takes catalog names and hf:// references")
     return ref
 
 

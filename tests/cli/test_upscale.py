@@ -396,16 +396,17 @@ def test_usage_errors_exit_2(tmp_path, model_file):
     assert not (tmp_path / "one.png").exists()
 
 
-def test_nothing_to_do_and_missing_model_exit_3(tmp_path, model_file, capsys):
+def test_nothing_to_do_exits_3_and_a_missing_model_file_exits_2(tmp_path, model_file, capsys):
     assert esc(str(tmp_path / "missing.png"), model=model_file) == 3
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("x")
     assert esc(str(empty), model=model_file) == 3
     Image.fromarray(rand8(6, 6, 3)).save(tmp_path / "ok.png")
-    assert main(["upscale", str(tmp_path / "ok.png"), "--model", str(tmp_path / "nope.safetensors"), "--json"]) == 3
+    # a --model that names nothing is a usage error (2), not "nothing processed" (issue 18)
+    assert main(["upscale", str(tmp_path / "ok.png"), "--model", str(tmp_path / "nope.safetensors"), "--json"]) == 2
     summary = json_lines(capsys.readouterr().out)[-1]
-    assert summary["event"] == "summary" and summary["exit_code"] == 3 and summary["error"]
+    assert summary["event"] == "summary" and summary["exit_code"] == 2 and summary["error"]
 
 
 def test_quiet_plain_progress_lines(tmp_path, model_file, capsys):
