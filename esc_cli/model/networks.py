@@ -22,6 +22,7 @@ from .layers import (
     add_,
     dihedral_ensemble,
     pad_reflect,
+    plain_ops,
     weights_key,
 )
 
@@ -61,7 +62,7 @@ class _ESCBase(nn.Module):
 
     def _ensembled(self, raw: Tensor) -> Tensor:
         """The dihedral ensemble of `raw`, computed once per weight update outside autograd."""
-        if torch.is_grad_enabled() and raw.requires_grad:
+        if plain_ops():
             return dihedral_ensemble(raw)
         key = weights_key(raw, raw.dtype)
         if self._kernel_cache is None or self._kernel_cache[0] != key:
