@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from esc_cli.errors import DownloadError, IntegrityError
+from esc_cli.errors import DownloadError, IntegrityError, SourceNotFoundError
 from esc_cli.weights.digest import is_sha256, sha256_file
 from esc_cli.weights.refs import HubRef
 
@@ -113,9 +113,10 @@ def _no_telemetry(constants) -> None:
 
 
 def storage_folder(ref: HubRef, cache_dir: Path) -> Path:
-    """The cache folder of `ref`'s repository (`models--owner--name`)."""
-    owner, name = ref.repo_id.split("/")
-    return cache_dir / f"models--{owner}--{name}"
+    """The cache folder of `ref`'s repository, named by huggingface_hub (`models--owner--name`)."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache_dir / repo_folder_name(repo_id=ref.repo_id, repo_type="model")
 
 
 def cached_file(ref: HubRef, *, cache_dir: Union[str, Path, None] = None) -> Optional[Path]:
@@ -256,14 +257,14 @@ def _http_error(ref: HubRef, conf: HubSettings, exc: Exception) -> DownloadError
     if isinstance(exc, hf_errors.GatedRepoError):
         return DownloadError(f"{ref}: {ref.repo_id} is gated; accept its terms on the Hub and set HF_TOKEN")
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        return DownloadError(
+        return SourceNotFoundError(
             f"{ref}: repository {ref.repo_id} not found on {conf.endpoint} "
             "(or private: set HF_TOKEN); check the name, or ESC_HUB_ORG for a mirror"
         )
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return DownloadError(f"{ref}: revision {ref.revision!r} not found in {ref.repo_id}; check the branch, tag or commit after '@'")
+        return SourceNotFoundError(f"{ref}: revision {ref.revision!r} not found in {ref.repo_id}; check the branch, tag or commit after '@'")
     if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
-        return DownloadError(f"{ref}: no file {ref.filename!r} in {ref.repo_id} at {ref.revision}; check the path in the repository")
+        return SourceNotFoundError(f"{ref}: no file {ref.filename!r} in {ref.repo_id} at {ref.revision}; check the path in the repository")
     status = getattr(getattr(exc, "response", None), "status_code", None)
     return DownloadError(f"{ref}: {conf.endpoint} answered HTTP {status}: {_short(exc)}")
 
@@ -279,10 +280,8 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
     from huggingface_hub import hf_hub_download
 
     tqdm_class = None
-    if progress is False:
-        tqdm_class = _silent_bar()
-    elif callable(progress):
-        tqdm_class = _callback_bar(progress)
+    if progress is False or callable(progress):
+        tqdm_class = _bar_class(progress if callable(progress) else None)
     try:
         pointer = hf_hub_download(
             ref.repo_id,
@@ -320,7 +319,11 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
 
 
 def _write_ref(folder: Path, revision: str, commit: str) -> None:
-    """Record `refs/<revision> = commit` as the library does, so offline runs find the file."""
+    """Record `refs/<revision> = commit` (the library's own writer is private), so offline runs find the file.
+
+    `_download` fetched the commit, not the branch, so the library wrote no ref; writing
+    it only after the sha256 check keeps a branch on its last good commit.
+    """
     if revision == commit:
         return
     ref_path = folder / "refs" / revision
@@ -332,43 +335,24 @@ def _write_ref(folder: Path, revision: str, commit: str) -> None:
     os.replace(tmp, ref_path)
 
 
-class _BarBase:
-    """The subset of the tqdm interface huggingface_hub's HTTP download uses."""
+def _bar_class(callback: Optional[ProgressCallback]) -> type:
+    """huggingface_hub's own tqdm, never drawn, reporting its counts to `callback` (None: silent)."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
 
-    callback: Optional[ProgressCallback] = None
+    class _Bar(hf_tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["disable"] = True  # a disabled tqdm keeps `n` and `total` but counts nothing itself
+            super().__init__(*args, **kwargs)
+            self.n = int(kwargs.get("initial") or 0)
+            self._report()
 
-    def __init__(self, *args, total: Optional[float] = None, initial: float = 0, **kwargs) -> None:
-        self.total = int(total) if total is not None else None
-        self.n = int(initial or 0)
-        self._report()
+        def _report(self) -> None:
+            if callback is not None:
+                callback(self.n, int(self.total) if self.total is not None else None)
 
-    def _report(self) -> None:
-        if self.callback is not None:
-            type(self).callback(self.n, self.total)  # type: ignore[misc]
+        def update(self, n: float = 1) -> Optional[bool]:
+            self.n += int(n)
+            self._report()
+            return None
 
-    def update(self, n: float = 1) -> None:
-        self.n += int(n)
-        self._report()
-
-    def close(self) -> None:
-        pass
-
-    def refresh(self, *args, **kwargs) -> None:
-        pass
-
-    def set_description(self, *args, **kwargs) -> None:
-        pass
-
-    def __enter__(self) -> "_BarBase":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _callback_bar(callback: ProgressCallback) -> type:
-    return type("_CallbackBar", (_BarBase,), {"callback": staticmethod(callback)})
-
-
-def _silent_bar() -> type:
-    return type("_SilentBar", (_BarBase,), {"callback": None})
+    return _Bar
