@@ -84,6 +84,8 @@ class CatalogEntry:
     license: str
     upstream: str
     config: Optional[Callable[[int], ESCConfig]] = None
+    upstream_sha256: Optional[str] = None
+    """sha256 of the release file itself where it is known (none could be read from here)."""
 
     @property
     def bundled(self) -> bool:

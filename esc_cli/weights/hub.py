@@ -171,8 +171,8 @@ def fetch(
 
     A cached copy is used without any request unless `refresh` is set and the revision is
     a branch or tag (then the Hub is asked for its current commit; on a network failure
-    the cached copy is still used). A cached copy that fails its pinned sha256 is deleted
-    and fetched again. `progress`: a callback, False for no bar, None for the library's bar.
+    the cached copy is still used). A cached copy that fails its pinned sha256 (or, with
+    no pin, the sha256 its LFS blob is named by) is deleted and fetched again. `progress`: a callback, False for no bar, None for the library's bar.
 
     Raises `DownloadError` (unreachable, offline and not cached, missing repository, file
     or revision, refused ETag, transfer failure) or `IntegrityError` (bytes differ from the
@@ -180,9 +180,16 @@ def fetch(
     """
     conf = settings(endpoint=endpoint, cache_dir=cache_dir, offline=offline, timeout=timeout)
     cached = cached_file(ref, cache_dir=conf.cache_dir)
-    if cached is not None and ref.sha256 is not None and sha256_file(cached) != ref.sha256:
+    damaged = cached is not None and verify_cached(ref, cached) is False  # the pin, else the blob's sha256 name
+    if damaged:
+        assert cached is not None
         remove_cached(ref, cached, cache_dir=conf.cache_dir)
         cached = None
+    if damaged and conf.offline:
+        raise IntegrityError(
+            f"{ref}: the cached copy was damaged (its sha256 differs) and was deleted; "
+            "run `esc models pull` once with network access"
+        )
     pinned_revision = _COMMIT_RE.fullmatch(ref.revision) is not None
     if cached is not None and (not refresh or pinned_revision or ref.sha256 is not None or conf.offline):
         return cached  # pinned bytes need no refresh
