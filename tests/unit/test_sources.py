@@ -75,6 +75,21 @@ def test_the_hub_mirror_comes_before_the_release(servers):
     assert relsrv.release.count() == 0
 
 
+def test_the_default_model_comes_through_the_release_then_from_the_store_offline(servers, monkeypatch):
+    from esc_cli.api.models import open_model
+    from esc_cli.model.config import esc
+
+    hubsrv, relsrv = servers
+    relsrv.release.add("ESC_DFLIP_X4.pth", official_pth(esc(4), seed=2))
+    notes: list[str] = []
+    network = open_model(None, scale=4, warn=notes.append, progress=False)
+    assert notes == [] and network.config == esc(4) and network.name == "esc-dflip-x4"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    requests = (hubsrv.hub.count(), relsrv.release.count())
+    assert open_model(None, scale=3.5, warn=notes.append, progress=False).config == esc(4)
+    assert notes == [] and (hubsrv.hub.count(), relsrv.release.count()) == requests
+
+
 def test_progress_reaches_the_size_of_the_release_file(servers):
     from esc_cli.api.models import resolve_entry
 
