@@ -157,14 +157,17 @@ def verify_command(
 
 @models_app.command("path")
 def path_command(
-    name: Annotated[Optional[str], typer.Argument(help="Catalog name, hf:// reference or file (none: the cache folders).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Catalog name, hf:// reference or file.")] = None,
     pull: Annotated[bool, typer.Option("--pull", help="Download it first if it is not cached.")] = False,
+    cache: Annotated[bool, typer.Option("--cache", help="Print where downloaded weights live (Hub cache, converted release files).")] = False,
 ) -> None:
-    """Print the local file of a model, or without a name where downloaded weights live (no network unless --pull)."""
-    if name is None:
+    """Print the local file of a model (no network unless --pull), or with --cache the cache folders."""
+    if cache:
         for label, folder in api.cache_locations().items():
             typer.echo(f"{label}\t{folder}")
         return
+    if name is None:
+        raise UsageError("give a model name (esc models list), or --cache for the folders downloads go to")
     typer.echo(str(api.model_path(name, pull=pull)))
 
 

@@ -46,7 +46,7 @@ def test_pull_and_default_model_through_the_release_then_offline_with_both_serve
     listing, verify, where = run_many([
         (["models", "list", "--json"], offline),
         (["models", "verify", "--json"], offline),
-        (["models", "path"], offline),
+        (["models", "path", "--cache"], offline),
     ])  # fmt: skip
     code, light = open_model_in("esc-light-x4", 4, offline)
     assert code == 0 and light["config"] == esc_light(4).to_dict()
