@@ -11,7 +11,7 @@ GitHub redirects to its object store; the second path serves the bytes with a
 - `error`: HTTP 503.
 
 Junk, malicious pickles and wrong checkpoints are just other bytes (see the helpers below).
-Every request is recorded; everything listens on 127.0.0.1 only.
+HEAD is answered like GET without a body (recorded as `HEAD /path`). Every request is recorded; everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -64,12 +64,16 @@ def _handler_for(release: FakeRelease) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
 
         def do_GET(self) -> None:
             path = unquote(self.path.split("?", 1)[0])
             with release.lock:
-                release.requests.append(path)
+                release.requests.append(path if self.command == "GET" else f"HEAD {path}")
             if path.startswith(RELEASE_PATH + "/"):
                 name = path[len(RELEASE_PATH) + 1:]
                 if name in release.assets:
@@ -89,6 +93,8 @@ def _handler_for(release: FakeRelease) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(asset.data)))
             self.end_headers()
+            if self.command == "HEAD":
+                return
             if asset.mode == "truncate":
                 self.wfile.write(asset.data[: len(asset.data) // 2])
                 self.wfile.flush()

@@ -2,11 +2,12 @@
 
 One release file becomes one converted safetensors file in `store.store_dir()`:
 
-1. GET through huggingface_hub's own HTTP client (`get_session()`), redirects followed
-   (GitHub answers with a 302 to its object store), no token sent. Bounds: connecting
-   takes at most the Hub timeout (`$ESC_HUB_TIMEOUT`, 3.5 s); a reply or a body that
-   stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s) fails; a connection cut mid-body or a
-   5xx/429 answer is tried once more; a body over `MAX_BYTES` is refused.
+1. A HEAD, then a GET, through huggingface_hub's own HTTP client (`get_session()`),
+   redirects followed (GitHub answers with a 302 to its object store), no token sent.
+   Bounds: the HEAD (connect and answer) and connecting take at most the Hub timeout
+   (`$ESC_HUB_TIMEOUT`, 3.5 s), so a hanging host fails as fast as a hanging Hub; a GET
+   reply or body that stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s) fails; a connection
+   cut mid-body or a 5xx/429 answer is tried once more; a body over `MAX_BYTES` is refused.
 2. The body streams into a temp file inside the store, with progress; its size must equal
    the advertised `Content-Length`.
 3. Its sha256 must equal the catalog's `upstream_sha256` when pinned, else the one recorded
@@ -95,8 +96,11 @@ def _download(entry: CatalogEntry, url: str, target: Path, connect_timeout: floa
 
     timeout = httpx2.Timeout(stall_timeout(), connect=connect_timeout)
     start = time.monotonic()
-    for attempt in (1, 2):
+    for attempt in (0, 1, 2):
         try:
+            if attempt == 0:  # a HEAD bounded like the Hub's, so a hanging host costs no stall timeout
+                _probe(entry, url, httpx2.Timeout(connect_timeout))
+                continue
             return _attempt(entry, url, target, timeout, progress)
         except _Retry as exc:
             if attempt == 2:
@@ -104,7 +108,7 @@ def _download(entry: CatalogEntry, url: str, target: Path, connect_timeout: floa
             time.sleep(_RETRY_WAIT)
         except httpx2.TimeoutException as exc:
             waited = time.monotonic() - start
-            what = "could not connect" if isinstance(exc, httpx2.ConnectTimeout) else "stalled"
+            what = "could not connect" if isinstance(exc, httpx2.ConnectTimeout) else ("no answer" if attempt == 0 else "stalled")
             raise DownloadError(
                 f"{entry.name}: cannot reach {url} ({what}; gave up after {waited:.1f} s); "
                 f"check the connection, or {UPSTREAM_URL_ENV} for a mirror"
@@ -117,6 +121,15 @@ def _download(entry: CatalogEntry, url: str, target: Path, connect_timeout: floa
                 f"check the connection, or {UPSTREAM_URL_ENV} for a mirror"
             ) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _probe(entry: CatalogEntry, url: str, timeout) -> None:
+    """HEAD `url` (redirects followed): a 404 ends here; a host that does not answer HEAD is left to the GET."""
+    from huggingface_hub.utils import get_session
+
+    reply = get_session().head(url, timeout=timeout, follow_redirects=True)
+    if reply.status_code == 404:
+        raise SourceNotFoundError(f"{entry.name}: no release file at {url} (HTTP 404); check {UPSTREAM_URL_ENV}")
 
 
 def _attempt(entry: CatalogEntry, url: str, target: Path, timeout, progress) -> tuple[str, int]:

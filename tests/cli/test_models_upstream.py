@@ -39,7 +39,7 @@ def test_pull_and_default_model_through_the_release_then_offline_with_both_serve
     name, path = pulled.stdout.strip().split("\t")
     assert name == "esc-light-x4" and Path(path) == _store(tmp_path) / "esc-light-x4.safetensors"
     assert code == 0 and default["notes"] == [] and default["config"] == esc(4).to_dict()
-    assert requests == (2, 4)  # one Hub HEAD per model (404), then the 302 and the file from the release
+    assert requests == (2, 8)  # one Hub HEAD per model (404); from the release a HEAD and a GET, each redirected
 
     down = f"http://127.0.0.1:{closed_port()}"
     offline = _release_env(tmp_path, down, down, HF_HUB_OFFLINE="1")

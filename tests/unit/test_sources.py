@@ -56,7 +56,10 @@ def test_missing_hub_repo_moves_on_to_the_release_then_the_cache_answers(servers
     assert path == tmp_path / "store" / "esc-light-x4.safetensors"
     assert load_model(path).config == esc_light(4)
     assert [r.path for r in hubsrv.hub.requests] == ["/org/esc-light-x4/resolve/main/model.safetensors"]
-    assert relsrv.release.requests == [f"/releases/download/1.0.0/{LIGHT}", f"/objects/{LIGHT}"]  # the 302 was followed
+    assert relsrv.release.requests == [  # a bounded HEAD, then the GET; each follows the 302
+        f"HEAD /releases/download/1.0.0/{LIGHT}", f"HEAD /objects/{LIGHT}",
+        f"/releases/download/1.0.0/{LIGHT}", f"/objects/{LIGHT}",
+    ]  # fmt: skip
     record = store.read_record(catalog.find("esc-light-x4"))
     assert record.upstream_sha256 == hashlib.sha256(GOLDEN_LIGHT).hexdigest() and record.upstream_size == len(GOLDEN_LIGHT)
     assert record.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -198,6 +201,19 @@ def test_offline_makes_no_request_to_either_source(servers, monkeypatch):
     with pytest.raises(DownloadError, match="HF_HUB_OFFLINE is set; unset it and run `esc models pull esc-light-x4`"):
         _resolve()
     assert hubsrv.hub.count() == 0 and relsrv.release.count() == 0
+
+
+def test_a_hanging_release_host_fails_within_the_hub_timeout(servers, tmp_path, monkeypatch):
+    """The HEAD is bounded by ESC_HUB_TIMEOUT, not by the longer stall timeout."""
+    from tests.hubserver import BlackHole
+
+    monkeypatch.setenv("ESC_HUB_TIMEOUT", "0.3")
+    monkeypatch.setenv(upstream.STALL_ENV, "60")
+    with BlackHole() as hole:
+        monkeypatch.setenv(catalog.UPSTREAM_URL_ENV, hole.url)
+        with pytest.raises(DownloadError, match="no answer; gave up after"):
+            _resolve()
+    assert _left(tmp_path) == []
 
 
 def test_a_stalled_body_fails_within_the_stall_timeout(servers, tmp_path, monkeypatch):
