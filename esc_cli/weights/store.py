@@ -117,9 +117,21 @@ def remove(entry: CatalogEntry) -> None:
     converted_path(entry).unlink(missing_ok=True)
 
 
-def leftovers() -> list[Path]:
-    """Temp files in the store (from a killed process); callers may delete them."""
+def sweep(max_age: float = 3600.0) -> list[Path]:
+    """Delete temp files a killed process left in the store (older than `max_age` seconds,
+    so a download running in another process is never touched); return what was deleted."""
+    import time
+
     folder = store_dir()
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.startswith(PARTIAL_PREFIX))
+    removed = []
+    now = time.time()
+    for path in folder.iterdir():
+        try:
+            if path.name.startswith(PARTIAL_PREFIX) and now - path.stat().st_mtime > max_age:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed

@@ -32,8 +32,7 @@ from typing import Callable, Optional, Union
 from esc_cli.errors import CheckpointError, DownloadError, IntegrityError, SourceNotFoundError
 from esc_cli.weights import store
 from esc_cli.weights.catalog import UPSTREAM_URL_ENV, CatalogEntry
-
-ProgressCallback = Callable[[int, Optional[int]], None]
+from esc_cli.weights.hub import ProgressCallback
 
 STALL_ENV = "ESC_DOWNLOAD_STALL_TIMEOUT"
 DEFAULT_STALL = 10.0
@@ -73,6 +72,7 @@ def fetch(
     url = entry.upstream_url()
     if url is None:
         raise ValueError(f"{entry.name} has no release file")
+    store.sweep()
     raw = store.temp_path(entry, ".pth")
     converted = store.temp_path(entry, ".safetensors")
     try:

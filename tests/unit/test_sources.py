@@ -237,6 +237,20 @@ def test_both_sources_refusing_fail_at_once_with_both_reasons(servers, monkeypat
     assert text.count("cannot reach") == 2 and f"{down}/{LIGHT}" in text
 
 
+def test_leftovers_of_a_killed_download_are_swept_but_fresh_ones_kept(servers, tmp_path):
+    import os
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    old, fresh = folder / ".partial-esc-light-x4.1.pth", folder / ".partial-esc-light-x4.2.pth"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(old, (1, 1))
+    servers[1].release.add(LIGHT, GOLDEN_LIGHT)
+    _resolve()
+    assert not old.exists() and fresh.exists()
+
+
 def test_the_store_lives_under_hf_home(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
