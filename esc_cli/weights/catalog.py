@@ -1,6 +1,8 @@
 """The one declarative table of every model `esc` can name: Hub conversions and bundled defaults.
 
-Each official ESC checkpoint (a GitHub release asset of dslisleedh/ESC) is published by
+Every official row has two sources: its release asset (`UPSTREAM_RELEASE`/<file>, the base
+overridable by `$ESC_UPSTREAM_URL`; `esc_cli.weights.upstream` converts it locally) and its
+Hub mirror. Each official ESC checkpoint (a GitHub release asset of dslisleedh/ESC) is published by
 this project converted to safetensors in its own Hub repository `{org}/{repo}`, holding
 `model.safetensors`, `config.json` and a model card (`esc models convert` writes all three;
 docs/models.md gives the publishing steps). The organisation is `DEFAULT_HUB_ORG`, or the

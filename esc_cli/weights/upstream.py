@@ -7,7 +7,8 @@ One release file becomes one converted safetensors file in `store.store_dir()`:
    Bounds: the HEAD (connect and answer) and connecting take at most the Hub timeout
    (`$ESC_HUB_TIMEOUT`, 3.5 s), so a hanging host fails as fast as a hanging Hub; a GET
    reply or body that stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s) fails; a connection
-   cut mid-body or a 5xx/429 answer is tried once more; a body over `MAX_BYTES` is refused.
+   cut mid-body or a 5xx/429 answer is tried once more; a body over `MAX_BYTES`, or one
+   still arriving after `MAX_SECONDS`, is refused.
 2. The body streams into a temp file inside the store, with progress; its size must equal
    the advertised `Content-Length`.
 3. Its sha256 must equal the catalog's `upstream_sha256` when pinned, else the one recorded
@@ -38,6 +39,8 @@ STALL_ENV = "ESC_DOWNLOAD_STALL_TIMEOUT"
 DEFAULT_STALL = 10.0
 MAX_BYTES = 512 * 1024 * 1024
 """No official checkpoint is near this (ESC-XL is about 50 MB); a larger body is refused."""
+MAX_SECONDS = 1800.0
+"""A transfer still running after this long (a trickle that never stalls long enough) is given up."""
 _RETRY_STATUS = (429, 500, 502, 503, 504)
 _RETRY_WAIT = 1.0
 _CHUNK = 1 << 16
@@ -150,6 +153,7 @@ def _attempt(entry: CatalogEntry, url: str, target: Path, timeout, progress) -> 
         report = _reporter(progress, entry.name, expected)
         digest = hashlib.sha256()
         done = 0
+        deadline = time.monotonic() + MAX_SECONDS
         try:
             with target.open("wb") as fh:
                 report(0)
@@ -157,6 +161,8 @@ def _attempt(entry: CatalogEntry, url: str, target: Path, timeout, progress) -> 
                     done += len(chunk)
                     if done > MAX_BYTES:
                         raise DownloadError(f"{entry.name}: {url} sent over {MAX_BYTES:,} bytes; refused")
+                    if time.monotonic() > deadline:
+                        raise DownloadError(f"{entry.name}: {url} took over {MAX_SECONDS:.0f} s ({done:,} bytes so far); run it again later")
                     fh.write(chunk)
                     digest.update(chunk)
                     report(done)
