@@ -30,6 +30,7 @@ own bar is shown on a terminal (silenced by `HF_HUB_DISABLE_PROGRESS_BARS=1`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -46,6 +47,8 @@ ProgressCallback = Callable[[int, Optional[int]], None]
 
 DEFAULT_TIMEOUT = 3.5
 TIMEOUT_ENV = "ESC_HUB_TIMEOUT"
+STALL_ENV = "ESC_DOWNLOAD_STALL_TIMEOUT"
+DEFAULT_STALL = 10.0
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SAFE_ETAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
 _TRUE = {"1", "on", "yes", "true"}
@@ -104,6 +107,19 @@ def settings(
         token=token,
         timeout=timeout,
     )
+
+
+def stall_timeout() -> float:
+    """Seconds a download's reply or body may stall: `$ESC_DOWNLOAD_STALL_TIMEOUT`, default 10 (0.1-300)."""
+    try:
+        value = float(os.environ.get(STALL_ENV, DEFAULT_STALL))
+    except ValueError:
+        value = DEFAULT_STALL
+    return min(max(value, 0.1), 300.0)
+
+
+class _Stalled(Exception):
+    """A Hub transfer broke off or stalled mid-body (see `_StopBeforeResume`)."""
 
 
 def _no_telemetry(constants) -> None:
@@ -286,9 +302,15 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
 
-    tqdm_class = None
-    if progress is False or callable(progress):
-        tqdm_class = _bar_class(progress if callable(progress) else None)
+    from huggingface_hub import constants
+
+    stall = stall_timeout()
+    tqdm_class = _bar_class(progress if callable(progress) else None, visible=progress is None)
+    saved_timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = stall  # the library's read timeout, read at each request
+    guard = _StopBeforeResume()
+    library_log = logging.getLogger("huggingface_hub.file_download")
+    library_log.addFilter(guard)
     try:
         pointer = hf_hub_download(
             ref.repo_id,
@@ -300,10 +322,18 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
             etag_timeout=conf.timeout,
             tqdm_class=tqdm_class,
         )
+    except _Stalled as exc:
+        raise DownloadError(
+            f"{ref}: the download from {conf.endpoint} broke off ({exc}; read timeout {stall:g} s); "
+            f"run the command again, or raise {STALL_ENV} on a slow link"
+        ) from None
     except hf_errors.HfHubHTTPError as exc:
         raise _http_error(ref, conf, exc) from None
     except (*_transport_errors(), hf_errors.LocalEntryNotFoundError, OSError) as exc:
         raise DownloadError(f"{ref}: download from {conf.endpoint} failed ({_short(exc)}); run the command again") from None
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved_timeout
+        library_log.removeFilter(guard)
     path = Path(pointer)
     folder = storage_folder(ref, conf.cache_dir)
     blob = path.resolve()
@@ -342,13 +372,14 @@ def _write_ref(folder: Path, revision: str, commit: str) -> None:
     os.replace(tmp, ref_path)
 
 
-def _bar_class(callback: Optional[ProgressCallback]) -> type:
-    """huggingface_hub's own tqdm, never drawn, reporting its counts to `callback` (None: silent)."""
+def _bar_class(callback: Optional[ProgressCallback], *, visible: bool) -> type:
+    """huggingface_hub's own tqdm (drawn only when `visible`) that also reports counts to `callback`."""
     from huggingface_hub.utils import tqdm as hf_tqdm
 
     class _Bar(hf_tqdm):  # type: ignore[misc, valid-type]
         def __init__(self, *args, **kwargs) -> None:
-            kwargs["disable"] = True  # a disabled tqdm keeps `n` and `total` but counts nothing itself
+            if not visible:
+                kwargs["disable"] = True  # a disabled tqdm keeps `n` and `total` but counts nothing itself
             super().__init__(*args, **kwargs)
             self.n = int(kwargs.get("initial") or 0)
             self._report()
@@ -358,8 +389,29 @@ def _bar_class(callback: Optional[ProgressCallback]) -> type:
                 callback(self.n, int(self.total) if self.total is not None else None)
 
         def update(self, n: float = 1) -> Optional[bool]:
+            if visible:
+                shown = super().update(n)
+                self._report()
+                return shown
             self.n += int(n)
             self._report()
             return None
 
     return _Bar
+
+
+class _StopBeforeResume(logging.Filter):
+    """Ends a Hub transfer where huggingface_hub would resume it after a broken or stalled body.
+
+    The library retries such a body up to five times, each after its read timeout (measured:
+    65 s on a body that stalls after 16 bytes); it announces every retry with a warning on
+    its `file_download` logger. Raising here, at the first one, makes a stall cost one read
+    timeout (`$ESC_DOWNLOAD_STALL_TIMEOUT`) and keeps the library's retry lines off stderr.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Error while downloading from"):
+            reason = message.split(": ", 1)[-1].splitlines()[0] if ": " in message else "interrupted"
+            raise _Stalled(reason)
+        return True

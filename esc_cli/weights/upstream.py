@@ -6,7 +6,7 @@ One release file becomes one converted safetensors file in `store.store_dir()`:
    redirects followed (GitHub answers with a 302 to its object store), no token sent.
    Bounds: the HEAD (connect and answer) and connecting take at most the Hub timeout
    (`$ESC_HUB_TIMEOUT`, 3.5 s), so a hanging host fails as fast as a hanging Hub; a GET
-   reply or body that stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s) fails; a connection
+   reply or body that stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s, `hub.stall_timeout`) fails; a connection
    cut mid-body or a 5xx/429 answer is tried once more; a body over `MAX_BYTES`, or one
    still arriving after `MAX_SECONDS`, is refused.
 2. The body streams into a temp file inside the store, with progress; its size must equal
@@ -25,7 +25,6 @@ Any failure removes every temp file; nothing half-written is left in the store.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -33,10 +32,8 @@ from typing import Callable, Optional, Union
 from esc_cli.errors import CheckpointError, DownloadError, IntegrityError, SourceNotFoundError
 from esc_cli.weights import store
 from esc_cli.weights.catalog import UPSTREAM_URL_ENV, CatalogEntry
-from esc_cli.weights.hub import ProgressCallback
+from esc_cli.weights.hub import ProgressCallback, stall_timeout
 
-STALL_ENV = "ESC_DOWNLOAD_STALL_TIMEOUT"
-DEFAULT_STALL = 10.0
 MAX_BYTES = 512 * 1024 * 1024
 """No official checkpoint is near this (ESC-XL is about 50 MB); a larger body is refused."""
 MAX_SECONDS = 1800.0
@@ -44,15 +41,6 @@ MAX_SECONDS = 1800.0
 _RETRY_STATUS = (429, 500, 502, 503, 504)
 _RETRY_WAIT = 1.0
 _CHUNK = 1 << 16
-
-
-def stall_timeout() -> float:
-    """Seconds a reply or body may stall: `$ESC_DOWNLOAD_STALL_TIMEOUT`, default 10 (bounded to 0.1-300)."""
-    try:
-        value = float(os.environ.get(STALL_ENV, DEFAULT_STALL))
-    except ValueError:
-        value = DEFAULT_STALL
-    return min(max(value, 0.1), 300.0)
 
 
 class _Retry(Exception):

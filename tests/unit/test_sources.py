@@ -10,7 +10,7 @@ import pytest
 
 from esc_cli.errors import CheckpointError, DownloadError, IntegrityError, SourceNotFoundError, UnsafeCheckpointError
 from esc_cli.model.config import esc_light
-from esc_cli.weights import catalog, store, upstream
+from esc_cli.weights import catalog, hub, store, upstream
 from tests.hubserver import HubServer, closed_port, model_bytes
 from tests.releaseserver import JUNK, ReleaseServer, golden_pth, malicious_pth, official_pth
 
@@ -30,7 +30,7 @@ def servers(tmp_path, monkeypatch):
         monkeypatch.setenv(catalog.HUB_ORG_ENV, "org")
         monkeypatch.setenv(catalog.UPSTREAM_URL_ENV, relsrv.base)
         monkeypatch.setenv(store.STORE_ENV, str(tmp_path / "store"))
-        for name in ("HF_HUB_OFFLINE", "HF_TOKEN", upstream.STALL_ENV):
+        for name in ("HF_HUB_OFFLINE", "HF_TOKEN", hub.STALL_ENV):
             monkeypatch.delenv(name, raising=False)
         yield hubsrv, relsrv
 
@@ -208,7 +208,7 @@ def test_a_hanging_release_host_fails_within_the_hub_timeout(servers, tmp_path, 
     from tests.hubserver import BlackHole
 
     monkeypatch.setenv("ESC_HUB_TIMEOUT", "0.3")
-    monkeypatch.setenv(upstream.STALL_ENV, "60")
+    monkeypatch.setenv(hub.STALL_ENV, "60")
     with BlackHole() as hole:
         monkeypatch.setenv(catalog.UPSTREAM_URL_ENV, hole.url)
         with pytest.raises(DownloadError, match="no answer; gave up after"):
@@ -217,10 +217,22 @@ def test_a_hanging_release_host_fails_within_the_hub_timeout(servers, tmp_path, 
 
 
 def test_a_stalled_body_fails_within_the_stall_timeout(servers, tmp_path, monkeypatch):
-    monkeypatch.setenv(upstream.STALL_ENV, "0.3")
+    monkeypatch.setenv(hub.STALL_ENV, "0.3")
     servers[1].release.add(LIGHT, GOLDEN_LIGHT, "stall")
     with pytest.raises(DownloadError, match="stalled; gave up after"):
         _resolve()
+    assert _left(tmp_path) == []
+
+
+def test_a_stalled_hub_body_fails_after_one_read_timeout_not_five_retries(servers, tmp_path, monkeypatch, capfd):
+    hubsrv, relsrv = servers
+    hubsrv.hub.add("org/esc-light-x4", {"model.safetensors": model_bytes(esc_light(4))})
+    hubsrv.hub.repos["org/esc-light-x4"].files["model.safetensors"].stall = True
+    monkeypatch.setenv(hub.STALL_ENV, "0.3")
+    with pytest.raises(DownloadError, match="broke off .*read timeout 0.3 s.*; then the release: .*HTTP 404"):
+        _resolve()  # a broken Hub transfer moves on to the release, which has no file here
+    assert hubsrv.hub.count("GET") == 1
+    assert "Error while downloading" not in capfd.readouterr().err  # the library's retry lines stay off stderr
     assert _left(tmp_path) == []
 
 
