@@ -55,6 +55,9 @@ def main() -> None:
         _case("Hub 404, release body stalls", hub.url, release.base)
         release.release.add("ESC_DIV2K_X4.pth", golden_pth("esc_light_x4"), "404")
         _case("Hub 404, release 404", hub.url, release.base)
+        hub.hub.add("org/esc-x4", {"model.safetensors": b"x" * 100_000})
+        hub.hub.repos["org/esc-x4"].files["model.safetensors"].stall = True
+        _case("Hub body stalls, release 404", hub.url, release.base)
 
 
 if __name__ == "__main__":
