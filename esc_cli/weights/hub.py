@@ -25,7 +25,12 @@ mean for every other Hub tool. On top of the library this module
   endpoint).
 
 Progress goes to a callback `(bytes_done, bytes_total_or_None)`; with none, the library's
-own bar is shown on a terminal (silenced by `HF_HUB_DISABLE_PROGRESS_BARS=1`).
+own bar is shown on a terminal (silenced by `HF_HUB_DISABLE_PROGRESS_BARS=1`). A body that
+stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s) or breaks off fails at once instead of being
+resumed five times by the library (see `_StopBeforeResume`). Cache folder names, cache
+look-ups and progress bars are huggingface_hub's own (`repo_folder_name`,
+`try_to_load_from_cache`, its `tqdm`); only the branch ref is written here (`_write_ref`),
+because the library's writer is private and the ref must wait for the sha256 check.
 """
 
 from __future__ import annotations
@@ -299,10 +304,8 @@ def _short(exc: BaseException) -> str:
 
 def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[ProgressCallback, bool, None]) -> Path:
     """Download the commit `meta` resolved, record the ref, and check location and sha256."""
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub import errors as hf_errors
-    from huggingface_hub import hf_hub_download
-
-    from huggingface_hub import constants
 
     stall = stall_timeout()
     tqdm_class = _bar_class(progress if callable(progress) else None, visible=progress is None)
