@@ -69,6 +69,23 @@ def test_missing_hub_repo_moves_on_to_the_release_then_the_cache_answers(servers
     assert (hubsrv.hub.count(), relsrv.release.count()) == (hub_count, rel_count)  # answered from the store
 
 
+def test_list_verify_and_path_see_the_converted_file(servers, tmp_path):
+    from esc_cli.api import catalog as api
+
+    servers[1].release.add(LIGHT, GOLDEN_LIGHT)
+    path = _resolve()
+    rows = {row.entry.name: row for row in api.list_models()}
+    assert (rows["esc-light-x4"].state, rows["esc-light-x4"].origin, rows["esc-light-x4"].path) == ("cached", "upstream", path)
+    assert rows["esc-light-x2"].to_dict()["upstream_url"] == f"{servers[1].base}/ESC_light_X2.pth"
+    assert api.model_path("esc-light-x4") == path
+    assert api.cache_locations()["upstream"] == str(tmp_path / "store")
+    (checked,) = api.verify_models(["esc-light-x4"])
+    assert checked.state == "ok"
+    path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+    (checked,) = api.verify_models(["esc-light-x4"])
+    assert checked.state == "mismatch" and checked.failed
+
+
 def test_the_hub_mirror_comes_before_the_release(servers):
     hubsrv, relsrv = servers
     data = model_bytes(esc_light(4))
