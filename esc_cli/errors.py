@@ -39,6 +39,12 @@ class ModelNotFoundError(EscError):
     """A model reference names no catalog entry, file or Hub object."""
 
 
+class UnknownModelError(ModelNotFoundError):
+    """A model name or path that names nothing (a typo, most likely): a usage error, like a bad option value."""
+
+    exit_code = EXIT_USAGE
+
+
 class DownloadError(EscError):
     """Weights could not be fetched from the Hub (network, missing repo/file/revision)."""
 

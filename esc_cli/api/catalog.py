@@ -8,66 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from esc_cli.api.models import bundled_file, check_against_entry, hub_ref, resolve_entry
-from esc_cli.errors import CheckpointError, EscError, ModelNotFoundError, OutputError
+from esc_cli.api.models import bundled_file, check_against_entry, resolve_entry
+from esc_cli.errors import CheckpointError, EscError, ModelNotFoundError, OutputError, UnknownModelError
 from esc_cli.io.atomic import atomic_output, check_output_path
-from esc_cli.model import ESCConfig, config_from_state_dict, network_from_state_dict
+from esc_cli.model import ESCConfig, network_from_state_dict
 from esc_cli.weights import catalog, hub, sources, store
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import is_sha256, sha256_file
 from esc_cli.weights.files import read_state_dict
-from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, parse_ref
+from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, hub_ref, parse_ref
 
 ProgressFactory = Callable[[str], Optional[hub.ProgressCallback]]
 """Given a model name, a progress callback for its download (or None for no bar)."""
-
-
-# --- list ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """A catalog row and where its file is locally: `state` is cached, not cached, bundled or missing;
-    `origin` says which source a cached file came from (`hub` mirror or `upstream` release)."""
-
-    entry: CatalogEntry
-    state: str
-    path: Optional[Path]
-    variant: str = ""
-    params: Optional[int] = None
-    origin: str = ""
-
-    def to_dict(self) -> dict:
-        e = self.entry
-        return {
-            "name": e.name, "family": e.family, "variant": self.variant, "scale": e.scale, "params": self.params,
-            "state": self.state, "path": str(self.path) if self.path else None, "source": e.source,
-            "revision": e.revision, "sha256": e.sha256, "license": e.license, "upstream": e.upstream,
-            "description": e.description, "origin": self.origin or None,
-            "upstream_url": e.upstream_url(),
-        }  # fmt: skip
-
-
-def model_status(entry: CatalogEntry) -> ModelStatus:
-    """Where a row's file is, without any network request."""
-    if entry.bundled:
-        path = catalog.bundled_path(entry)
-        if not path.is_file():
-            return ModelStatus(entry, "missing", None, entry.variant, entry.params)
-        try:  # bundled files are small: read what they hold
-            state = read_state_dict(path)
-            config = config_from_state_dict(state)
-            params = sum(int(v.numel()) for k, v in state.items() if not k.endswith("init_pos"))
-            return ModelStatus(entry, "bundled", path, config.variant, params)
-        except CheckpointError:
-            return ModelStatus(entry, "bundled", path, entry.variant, entry.params)
-    cached, origin = sources.cached(entry)
-    return ModelStatus(entry, "cached" if cached else "not cached", cached, entry.variant, entry.params, origin)
-
-
-def list_models() -> list[ModelStatus]:
-    """Every catalog row with its local state (no network)."""
-    return [model_status(e) for e in catalog.entries()]
 
 
 # --- pull ----------------------------------------------------------------------------
@@ -83,7 +35,7 @@ class PullResult:
 def _hub_or_catalog(name: str) -> Union[CatalogRef, HubRef]:
     ref = parse_ref(name)
     if isinstance(ref, FileRef):
-        raise ModelNotFoundError(f"{name}: is a local file; `pull` takes catalog names and hf:// references")
+        raise UnknownModelError(f"{name}: is a local file; `pull` takes catalog names and hf:// references")
     return ref
 
 
@@ -119,11 +71,6 @@ def pull_models(
 def official_names() -> list[str]:
     """Every official (not bundled) catalog name, for `esc models pull --all`."""
     return [e.name for e in catalog.entries() if not e.bundled]
-
-
-def cache_locations() -> dict[str, str]:
-    """Where downloaded weights live: the Hub cache and the folder of converted release files."""
-    return {"hub": str(hub.settings().cache_dir), "upstream": str(store.store_dir())}
 
 
 # --- verify --------------------------------------------------------------------------

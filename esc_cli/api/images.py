@@ -26,11 +26,11 @@ import torch
 from esc_cli.api.events import BatchFinished, BatchStarted, EventCallback, ItemFinished, exit_code_for
 from esc_cli.api.inputs import collect_inputs
 from esc_cli.api.jobs import JobContext, process_job
-from esc_cli.api.options import UpscaleOptions, format_scale
+from esc_cli.api.options import UpscaleOptions
 from esc_cli.api.outputs import ImageJob, plan_outputs
 from esc_cli.api.processor import ImageProcessor
 from esc_cli.api.resources import batch_disk_check
-from esc_cli.engine.rescale import plan_passes
+from esc_cli.engine.rescale import describe_plan, plan_passes
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_OK, InputError, Terminated
 
 if TYPE_CHECKING:
@@ -132,10 +132,7 @@ def upscale_images(
         device_name, dtype_name = runner.describe(network, options, jobs)
     passes = plan_passes(model_scale, options.scale)
     if model_scale**passes != options.scale:
-        notify(
-            f"model is x{model_scale}; -s {format_scale(options.scale)} runs it {passes}x and resamples"
-            " (antialiased bicubic)"
-        )
+        notify(describe_plan(model_scale, options.scale))
     total = len(jobs) + len(ignored)
     emit(BatchStarted(total=total, model=model_name(options.model, network), model_scale=model_scale,
                       scale=options.scale, passes=passes, device=device_name, dtype=dtype_name, tile=options.tile))

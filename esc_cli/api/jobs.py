@@ -21,7 +21,9 @@ from esc_cli.api.processor import ImageProcessor
 from esc_cli.api.resources import ResourceCheck
 from esc_cli.errors import EscError, InputError, OutputError
 from esc_cli.io.atomic import atomic_output, same_file
-from esc_cli.io.images import ImageData, encode_image, read_image, write_image, writable_format
+from esc_cli.io.decode import read_image
+from esc_cli.io.encode import encode_image, write_image
+from esc_cli.io.images import ImageData, writable_format
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,6 @@ from esc_cli.weights import catalog, hub, sources
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import sha256_file
 from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, parse_ref
-from esc_cli.weights.sources import hub_ref
-
-__all__ = ["ResolvedModel", "bundled_file", "check_against_entry", "hub_ref", "open_model", "resolve_entry", "resolve_model"]
 
 Progress = Union[hub.ProgressCallback, bool, None]
 

@@ -10,7 +10,8 @@ from typing import Callable, Optional, Sequence
 from esc_cli.api.outputs import ImageJob
 from esc_cli.api.pixels import target_size
 from esc_cli.errors import InputError, OutputError
-from esc_cli.io.images import ImageHeader, estimate_encoded_bytes
+from esc_cli.io.encode import estimate_encoded_bytes
+from esc_cli.io.images import ImageHeader
 
 
 class ResourceCheck:

@@ -35,7 +35,7 @@ from esc_cli.api.video_job import (
 )
 from esc_cli.api.video_join import join_segments
 from esc_cli.api.video_pipeline import FrameProcessor, encode_segment
-from esc_cli.engine.rescale import plan_passes
+from esc_cli.engine.rescale import describe_plan, plan_passes
 from esc_cli.errors import InputError, OutputError, UsageError
 from esc_cli.io.atomic import check_output_path
 from esc_cli.io.probe import VideoInfo, probe
@@ -147,7 +147,7 @@ def _plan_job(source: Path, output: Path, info: VideoInfo, *, scale: float, mode
     model_scale = int(getattr(network, "scale", 1))
     passes = plan_passes(model_scale, scale)
     if model_scale ** passes != scale:
-        say(f"model is x{model_scale}; -s {scale:g} runs it {passes}x and resamples (antialiased bicubic)")
+        say(describe_plan(model_scale, scale))
     return job
 
 

@@ -9,13 +9,14 @@ import typer
 from rich.markup import escape
 
 from esc_cli import __version__
-from esc_cli.api import retain_freed_memory
-from esc_cli.cli import commands_models, commands_upscale, commands_video
+from esc_cli.cli import commands_models, commands_sample, commands_upscale, commands_video
 from esc_cli.cli.console import err_console
+from esc_cli.cli.helpfmt import Group
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, EscError
 
 app = typer.Typer(
     name="esc",
+    cls=Group,
     help="Upscale images and video with ESC (ICCV 2025): exact, fast, offline-capable.",
     no_args_is_help=True,
     add_completion=False,
@@ -38,13 +39,11 @@ def root(
     ] = None,
 ) -> None:
     """Upscale images and video with ESC."""
-    # The CLI is one job per process: keep freed feature maps for the next tile instead of
-    # page-faulting them in again (up to 1.4x faster on CPU; esc_cli/engine/memory.py).
-    retain_freed_memory()
 
 
 commands_upscale.register(app)
 commands_video.register(app)
+commands_sample.register(app)
 app.add_typer(commands_models.models_app, name="models")
 
 

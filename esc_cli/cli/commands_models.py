@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
 from rich import box
@@ -19,19 +19,28 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from esc_cli.api import catalog as api
 from esc_cli.cli.console import err_console
+from esc_cli.cli.helpfmt import Command, Group
 from esc_cli.cli.options import JsonOption, OverwriteOption, QuietOption
 from esc_cli.errors import EXIT_NOTHING_DONE, EXIT_SOME_FAILED, UsageError
 from esc_cli.weights import catalog, hub
 
+if TYPE_CHECKING:
+    from esc_cli.api.catalog import ProgressFactory
+
 models_app = typer.Typer(
+    cls=Group,
     help="List, download, verify and convert model weights.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _out = Console(soft_wrap=True)
+
+
+def _examples(text: str) -> str:
+    """An epilog block: `Examples:` then the given command lines, one paragraph each."""
+    return "Examples:\n\n  " + text
 
 
 def _params(n: Optional[int]) -> str:
@@ -50,10 +59,12 @@ def _short_source(entry: catalog.CatalogEntry) -> str:
     return f"{text} | {entry.upstream_file}"
 
 
-@models_app.command("list")
+@models_app.command("list", cls=Command, epilog=_examples('esc models list\n\n  esc models list --json | jq -r .name'))
 def list_command(json_mode: JsonOption = False) -> None:
     """Show every catalog model: variant, scale, parameters, whether it is cached, and its source."""
-    rows = api.list_models()
+    from esc_cli.api.listing import cache_locations, list_models
+
+    rows = list_models()
     defaults = {catalog.default_entry(s).name for s in catalog.SCALES}
     if json_mode:
         for row in rows:
@@ -62,7 +73,7 @@ def list_command(json_mode: JsonOption = False) -> None:
             typer.echo(json.dumps(data))
         return
     conf = hub.settings()
-    where = api.cache_locations()
+    where = cache_locations()
     caption = (f"* used without --model  ·  Hub {conf.endpoint}, org {catalog.hub_org()}  ·  release {catalog.upstream_base()}"
                f"  ·  cache {where['hub']} and {where['upstream']}")  # fmt: skip
     table = Table(title="ESC models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, caption=caption)
@@ -80,7 +91,7 @@ def list_command(json_mode: JsonOption = False) -> None:
 
 
 @contextlib.contextmanager
-def _download_bars(enabled: bool) -> Iterator[Optional[api.ProgressFactory]]:
+def _download_bars(enabled: bool) -> Iterator[Optional[ProgressFactory]]:
     """A Rich progress display on stderr whose factory gives each download its bar."""
     if not enabled:
         yield None
@@ -102,13 +113,15 @@ def _download_bars(enabled: bool) -> Iterator[Optional[api.ProgressFactory]]:
         yield factory
 
 
-@models_app.command("pull")
+@models_app.command("pull", cls=Command, epilog=_examples('esc models pull esc-dflip-x4\n\n  esc models pull hf://owner/repo/model.safetensors@main'))
 def pull_command(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Catalog names (esc models list) or hf://owner/repo/file[@rev].")] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME...", help="Catalog names (esc models list) or hf://owner/repo/file (@rev optional).")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every official model (for copying a filled cache to an offline machine).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Download models (Hub mirror, else the authors' release, converted) and print their paths."""
+    from esc_cli.api import catalog as api
+
     names = list(names or []) + (api.official_names() if all_models else [])
     if not names:
         raise UsageError("name at least one model, or pass --all; see `esc models list`")
@@ -126,12 +139,14 @@ def pull_command(
         raise typer.Exit(EXIT_NOTHING_DONE if len(failed) == len(results) else EXIT_SOME_FAILED)
 
 
-@models_app.command("verify")
+@models_app.command("verify", cls=Command, epilog=_examples('esc models verify\n\n  esc models verify esc-light-x4 --json'))
 def verify_command(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Models to check (default: every cached or bundled one).")] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME...", help="Models to check (default: every cached or bundled one).")] = None,
     json_mode: JsonOption = False,
 ) -> None:
     """Check cached and bundled weights against their sha256 and that they load as the catalog says."""
+    from esc_cli.api import catalog as api
+
     results = api.verify_models(names or None)
     if json_mode:
         for r in results:
@@ -155,15 +170,18 @@ def verify_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-@models_app.command("path")
+@models_app.command("path", cls=Command, epilog=_examples('esc models path esc-light-x4\n\n  esc models path esc-light-x4 --pull'))
 def path_command(
-    name: Annotated[Optional[str], typer.Argument(help="Catalog name, hf:// reference or file.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Catalog name, hf:// reference or file.")] = None,
     pull: Annotated[bool, typer.Option("--pull", help="Download it first if it is not cached.")] = False,
     cache: Annotated[bool, typer.Option("--cache", help="Print where downloaded weights live (Hub cache, converted release files).")] = False,
 ) -> None:
     """Print the local file of a model (no network unless --pull), or with --cache the cache folders."""
+    from esc_cli.api import catalog as api
+    from esc_cli.api.listing import cache_locations
+
     if cache:
-        for label, folder in api.cache_locations().items():
+        for label, folder in cache_locations().items():
             typer.echo(f"{label}\t{folder}")
         return
     if name is None:
@@ -171,12 +189,14 @@ def path_command(
     typer.echo(str(api.model_path(name, pull=pull)))
 
 
-@models_app.command("info")
+@models_app.command("info", cls=Command, epilog=_examples('esc models info ESC_light_X4.pth\n\n  esc models info default-x4 --json'))
 def info_command(
-    ref: Annotated[str, typer.Argument(help="A .pth/.safetensors file, or a cached/bundled catalog name.")],
+    ref: Annotated[str, typer.Argument(metavar="NAME|FILE", help="A .pth/.safetensors file, or a cached/bundled catalog name.")],
     json_mode: JsonOption = False,
 ) -> None:
     """Show the detected variant, hyper-parameters and parameter count of a checkpoint."""
+    from esc_cli.api import catalog as api
+
     info = api.model_info(ref)
     if json_mode:
         typer.echo(json.dumps(info.to_dict()))
@@ -197,14 +217,16 @@ def info_command(
         typer.echo(f"{key:<{width}}  {value}")
 
 
-@models_app.command("convert")
+@models_app.command("convert", cls=Command, epilog=_examples('esc models convert ESC_DFLIP_X4.pth out/esc-dflip-x4'))
 def convert_command(
-    source: Annotated[Path, typer.Argument(help="Official checkpoint (.pth with params_ema) or any ESC checkpoint.")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write model.safetensors, config.json and README.md into.")],
-    name: Annotated[Optional[str], typer.Option("--name", help="Catalog name for the model card (default: detected).")] = None,
+    source: Annotated[Path, typer.Argument(metavar="FILE", help="Official checkpoint (.pth with params_ema) or any ESC checkpoint.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to write model.safetensors, config.json and README.md into.")],
+    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="Catalog name for the model card (default: detected).")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Convert a checkpoint to a Hub-ready folder (model.safetensors, config.json, model card)."""
+    from esc_cli.api import catalog as api
+
     result = api.convert_checkpoint(source, out_dir, name=name, overwrite=overwrite)
     for path in result.files:
         typer.echo(str(path))

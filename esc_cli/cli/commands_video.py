@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from esc_cli.cli.console import err_console
+from esc_cli.cli.helpfmt import Command
 from esc_cli.cli.signals import sigterm_raises
 from esc_cli.cli.options import (
+    PANEL_IO,
+    PANEL_MODEL,
+    PANEL_VIDEO,
     DeviceOption,
     DevicesOption,
     DtypeOption,
@@ -154,28 +158,38 @@ class _Reporter:
             self.bar = None
 
 
+EXAMPLES = """Examples:
+
+  esc video in.mp4 out.mp4 -s 2            2x, every audio and subtitle stream kept
+
+  esc video film.mkv -s 4 --resume         rerun after Ctrl-C: finished segments are kept
+
+  esc video in.mp4 out.mkv --codec ffv1    lossless output
+"""
+
+
 def register(app: typer.Typer) -> None:
     """Add the `video` command to `app`."""
 
-    @app.command("video")
+    @app.command("video", cls=Command, epilog=EXAMPLES)
     def video(
-        input: Annotated[Path, typer.Argument(help="Video to upscale (anything ffmpeg reads).", show_default=False)],
+        input: Annotated[Path, typer.Argument(metavar="INPUT", help="Video to upscale (anything ffmpeg reads).", show_default=False)],
         output: Annotated[
-            Optional[Path], typer.Argument(help="Output video (.mp4, .mkv, .mov, .webm); default INPUT_x{scale}.", show_default=False)
+            Optional[Path], typer.Argument(metavar="OUTPUT", help="Output video (.mp4, .mkv, .mov, .webm); default INPUT_x{scale}.", show_default=False)
         ] = None,
-        scale: Annotated[float, typer.Option("--scale", "-s", min=1.0, help="Upscaling factor (any value >= 1).")] = 2.0,
+        scale: Annotated[float, typer.Option("--scale", "-s", min=1.0, metavar="X", rich_help_panel=PANEL_MODEL, help="Upscaling factor (any value >= 1).")] = 2.0,
         model: ModelOption = None,
         device: DeviceOption = "auto",
         dtype: DtypeOption = "auto",
         tile: TileOption = None,
         overlap: OverlapOption = None,
-        codec: Annotated[Optional[str], typer.Option("--codec", help="ffmpeg video encoder: libx264 (default; libvpx-vp9 for .webm), libx265, libsvtav1, ffv1, ...")] = None,
-        crf: Annotated[Optional[int], typer.Option("--crf", min=0, max=63, help="Constant quality (lower = better; default 18 for x264/x265).")] = None,
-        preset: Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset (x264/x265: ultrafast..veryslow; default medium).")] = None,
-        pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", help="Output pixel format: yuv420p (default), yuv420p10le (10-bit), yuv444p, ...")] = None,
-        batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="Frames per inference call (default 1 on CPU, 4 on GPU).")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="Encode in segments kept next to the output; a rerun continues an interrupted job.")] = False,
-        segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.01, help="Segment length for --resume, --devices and --ray.")] = 10.0,
+        codec: Annotated[Optional[str], typer.Option("--codec", metavar="NAME", rich_help_panel=PANEL_VIDEO, help="ffmpeg video encoder: libx264 (default; libvpx-vp9 for .webm), libx265, libsvtav1, ffv1, ...")] = None,
+        crf: Annotated[Optional[int], typer.Option("--crf", min=0, max=63, metavar="N", rich_help_panel=PANEL_VIDEO, help="Constant quality (lower = better; default 18 for x264/x265).")] = None,
+        preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME", rich_help_panel=PANEL_VIDEO, help="Encoder speed preset (x264/x265: ultrafast..veryslow; default medium).")] = None,
+        pix_fmt: Annotated[Optional[str], typer.Option("--pix-fmt", metavar="FORMAT", rich_help_panel=PANEL_VIDEO, help="Output pixel format: yuv420p (default), yuv420p10le (10-bit), yuv444p, ...")] = None,
+        batch: Annotated[Optional[int], typer.Option("--batch", min=1, metavar="N", rich_help_panel=PANEL_VIDEO, help="Frames per inference call (default 1 on CPU, 4 on GPU).")] = None,
+        resume: Annotated[bool, typer.Option("--resume", rich_help_panel=PANEL_IO, help="Encode in segments kept next to the output; a rerun continues an interrupted job.")] = False,
+        segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.01, metavar="SECONDS", rich_help_panel=PANEL_VIDEO, help="Segment length for --resume, --devices and --ray.")] = 10.0,
         overwrite: OverwriteOption = False,
         json_: JsonOption = False,
         quiet: QuietOption = False,
@@ -184,6 +198,9 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Upscale a video: every audio and subtitle stream kept, timing kept, atomic output, resumable."""
         from esc_cli.api.video import upscale_video
+        from esc_cli.engine.memory import retain_freed_memory
+
+        retain_freed_memory()  # one job per process: keep freed feature maps (esc_cli/engine/memory.py)
 
         kwargs = {}
         if devices or ray:

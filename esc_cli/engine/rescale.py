@@ -24,3 +24,11 @@ def resample(pixels: Tensor, size: tuple[int, int]) -> Tensor:
     batch = pixels if pixels.dim() == 4 else pixels[None]
     out = F.interpolate(batch.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp_(0.0, 1.0)
     return out if pixels.dim() == 4 else out[0]
+
+
+def describe_plan(model_scale: int, scale: float) -> str:
+    """The notice for a scale the model cannot reach by itself, e.g. `model is x2; -s 1.5 runs it once and
+    resamples to x1.5 (antialiased bicubic)`."""
+    passes = plan_passes(model_scale, scale)
+    times = {1: "once", 2: "twice"}.get(passes, f"{passes} times")
+    return f"model is x{model_scale}; -s {scale:g} runs it {times} and resamples to x{scale:g} (antialiased bicubic)"

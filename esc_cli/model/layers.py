@@ -28,9 +28,8 @@ def reflect_indices(size: int, padded: int, device: torch.device) -> Tensor:
     reflecting back and forth beyond it, so any size >= 1 can be padded.
     """
     idx = torch.arange(padded, device=device)
-    if size == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (size - 1)
+    # A tensor, so that traced sizes export as graph values; a size of 1 gives period 1: every index 0.
+    period = torch.full_like(idx[:1], 2 * (size - 1)).clamp(min=1)
     idx = idx % period
     return torch.where(idx < size, idx, period - idx)
 
@@ -47,22 +46,26 @@ def pad_reflect(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tens
 
 def _two_sided_reflect(size: int, before: int, after: int, device: torch.device) -> Tensor:
     idx = torch.arange(-before, size + after, device=device)
-    if size == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (size - 1)
+    period = torch.full_like(idx[:1], 2 * (size - 1)).clamp(min=1)
     idx = idx.abs() % period
     return torch.where(idx < size, idx, period - idx)
 
 
+def plain_ops() -> bool:
+    """True where the network must be written as plain tensor ops: under autograd, and while torch.export,
+    torch.compile or a JIT trace follows the forward (ONNX export goes through torch.export). Then no cache
+    is read or filled (caches key on data pointers and concrete sizes) and nothing is written in place."""
+    return torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def gelu_(x: Tensor) -> Tensor:
-    """Exact (erf) GELU written into `x`; only for tensors outside autograd."""
-    return torch._C._nn.gelu_(x)
+    """Exact (erf) GELU, written into `x` outside autograd and tracing (x must be an intermediate the caller owns)."""
+    return F.gelu(x) if plain_ops() else torch._C._nn.gelu_(x)
 
 
 def add_(x: Tensor, y: Tensor) -> Tensor:
-    """`x + y`, written into `x` when no gradient is being recorded (x must be a fresh
-    intermediate the caller owns)."""
-    return x + y if torch.is_grad_enabled() else x.add_(y)
+    """`x + y`, written into `x` outside autograd and tracing (x must be a fresh intermediate the caller owns)."""
+    return x + y if plain_ops() else x.add_(y)
 
 
 def weights_key(weight: Tensor, dtype: torch.dtype) -> tuple:
@@ -117,7 +120,7 @@ class ConvFFN(nn.Module):
         self.aggr = Conv1x1(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled():
+        if plain_ops():
             t = F.gelu(self.proj(x))
             t = F.gelu(self.dwc(t)) + t
             return self.aggr(t)
@@ -163,26 +166,30 @@ class WindowAttention(nn.Module):
     def dense_bias(self, dtype: torch.dtype) -> Tensor:
         """The bias as `[heads, T, T]`, cached while the table is unchanged and no grad is needed."""
         table = self.relative_position_bias
-        needs_grad = torch.is_grad_enabled() and table.requires_grad
+        if plain_ops():
+            return table[:, self._bias_index(table.device)].to(dtype)
         key = weights_key(table, dtype)
-        if not needs_grad and self._bias_cache is not None and self._bias_cache[0] == key:
+        if self._bias_cache is not None and self._bias_cache[0] == key:
             return self._bias_cache[1]
         index = self._index_cache.get(("bias", table.device))
         if index is None:
             index = self._index_cache[("bias", table.device)] = self._bias_index(table.device)
         bias = table[:, index].to(dtype)
-        if not needs_grad and bias.numel() * bias.element_size() <= self.BIAS_CACHE_BYTES:
+        if bias.numel() * bias.element_size() <= self.BIAS_CACHE_BYTES:
             self._bias_cache = (key, bias.detach())
         return bias
 
     def _window_gathers(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor, int]:
         """Flat-pixel indices that pad+partition (`[nW*T]`) and un-partition+crop (`[H*W]`)."""
         key = (h, w, device)
-        hit = self._index_cache.get(key)
+        cached = not plain_ops()  # traced sizes are symbols: nothing to key a cache on
+        hit = self._index_cache.get(key) if cached else None
         if hit is not None:
             return hit
         ws = self.window_size
-        hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+        # ceil to whole windows without floor division of a negative number: an exported graph divides
+        # integers rounding towards zero, so -(-h // ws) would come out one window short
+        hp, wp = (h + ws - 1) // ws * ws, (w + ws - 1) // ws * ws
         rows = reflect_indices(h, hp, device)
         cols = reflect_indices(w, wp, device)
         nh, nw = hp // ws, wp // ws
@@ -196,6 +203,8 @@ class WindowAttention(nn.Module):
         slot_c = (c // ws)[None, :] * (ws * ws) + (c % ws)[None, :]
         dst = (slot_r + slot_c).reshape(-1)
         hit = (src, dst, nh * nw)
+        if not cached:
+            return hit
         if len(self._index_cache) > 16:
             self._index_cache.clear()
         self._index_cache[key] = hit
@@ -253,7 +262,7 @@ def replace_leading_channels(x: Tensor, head: Tensor) -> Tensor:
     Without autograd the result is written into `x` itself (ConvAttn's input is the
     ConvFFN output it alone holds), saving a full-size copy per layer.
     """
-    if torch.is_grad_enabled():
+    if plain_ops():
         mixed = torch.cat([head, x[:, head.shape[1]:]], dim=1)
         return mixed.contiguous(memory_format=torch.channels_last)
     x[:, : head.shape[1]] = head

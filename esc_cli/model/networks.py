@@ -22,6 +22,7 @@ from .layers import (
     add_,
     dihedral_ensemble,
     pad_reflect,
+    plain_ops,
     weights_key,
 )
 
@@ -61,7 +62,7 @@ class _ESCBase(nn.Module):
 
     def _ensembled(self, raw: Tensor) -> Tensor:
         """The dihedral ensemble of `raw`, computed once per weight update outside autograd."""
-        if torch.is_grad_enabled() and raw.requires_grad:
+        if plain_ops():
             return dihedral_ensemble(raw)
         key = weights_key(raw, raw.dtype)
         if self._kernel_cache is None or self._kernel_cache[0] != key:
@@ -168,8 +169,12 @@ class DySample(nn.Module):
         """`[B, dim, H, W]` features -> `[B, 3, sH, sW]`."""
         b, c, h, w = f.shape
         s, g = self.scale, self.groups
-        offsets = self.offset(f) * torch.sigmoid(self.scope(f)) * 0.5 + self.init_pos
-        offsets = offsets.view(b, 2, g * s * s, h, w)
+        # Sampling positions and the bilinear sampling run in float32 whatever the network's dtype: half
+        # precision cannot hold pixel coordinates of large images, and CPU grid_sample in fp16/bf16 gives NaN.
+        compute = f.dtype
+        offsets = self.offset(f) * torch.sigmoid(self.scope(f)) * 0.5
+        offsets = (offsets.float() + self.init_pos.float()).view(b, 2, g * s * s, h, w)
+        f = f.float()
         ys = torch.arange(h, device=f.device, dtype=f.dtype) + 0.5
         xs = torch.arange(w, device=f.device, dtype=f.dtype) + 0.5
         grid = torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)]).view(1, 2, 1, h, w)
@@ -180,7 +185,7 @@ class DySample(nn.Module):
         sampled = F.grid_sample(
             f.reshape(b * g, c // g, h, w), points, mode="bilinear", padding_mode="border", align_corners=False
         )
-        return self.end_conv(sampled.view(b, c, s * h, s * w))
+        return self.end_conv(sampled.view(b, c, s * h, s * w).to(compute))
 
 
 def _nearest_conv_upsampler(dim: int) -> nn.Sequential:

@@ -31,9 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
-from esc_cli.errors import ModelNotFoundError
-from esc_cli.model import ESCConfig
-from esc_cli.model.config import esc, esc_fp, esc_light, esc_real, esc_xl
+from esc_cli.errors import ModelNotFoundError, UnknownModelError
+from esc_cli.model.config import ESCConfig, esc, esc_fp, esc_light, esc_real, esc_xl
 from esc_cli.weights.digest import sha256_file
 
 DEFAULT_HUB_ORG = "esc-cli"
@@ -283,7 +282,7 @@ def lookup(name: str, *, scale: Optional[float] = None) -> CatalogEntry:
     names = [e.name for e in CATALOG] + families()
     close = difflib.get_close_matches(_normalise(name), names, n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ModelNotFoundError(f"{name}: no such catalog model or file{hint}; see `esc models list`")
+    raise UnknownModelError(f"{name}: no such catalog model or file{hint}; see `esc models list`")
 
 
 def is_valid_name(name: str) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from esc_cli.errors import ModelNotFoundError, UsageError
+from esc_cli.errors import UnknownModelError, UsageError
 from esc_cli.weights import catalog
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import is_sha256
@@ -111,7 +111,7 @@ def parse_hf(text: str) -> HubRef:
 def parse_ref(text: str, *, scale: Optional[float] = None) -> ModelRef:
     """Classify a `--model` value; catalog families take the model scale for `scale`.
 
-    Raises `UsageError` for a malformed hf:// reference and `ModelNotFoundError` when the
+    Raises `UsageError` for a malformed hf:// reference and `UnknownModelError` (exit 2) when the
     text is neither a catalog name nor an existing file.
     """
     text = text.strip()
@@ -128,6 +128,13 @@ def parse_ref(text: str, *, scale: Optional[float] = None) -> ModelRef:
     if path.exists():
         return FileRef(path)
     if explicit_path or path.suffix.lower() in (".pth", ".pt", ".safetensors", ".ckpt", ".bin"):
-        raise ModelNotFoundError(f"{text}: no such file; give an existing .pth or .safetensors checkpoint")
+        raise UnknownModelError(f"{text}: no such file; give an existing .pth or .safetensors checkpoint")
     catalog.lookup(text, scale=scale)  # raises with suggestions
-    raise ModelNotFoundError(f"{text}: no such model")  # pragma: no cover - lookup raised
+    raise UnknownModelError(f"{text}: no such model")  # pragma: no cover - lookup raised
+
+
+def hub_ref(entry: CatalogEntry) -> HubRef:
+    """The Hub file of an official catalog row (organisation from $ESC_HUB_ORG)."""
+    if entry.bundled or entry.repo_id is None or entry.revision is None:
+        raise ValueError(f"{entry.name} is bundled, not on the Hub")
+    return HubRef(entry.repo_id, entry.filename, entry.revision, entry.sha256)

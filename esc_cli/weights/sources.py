@@ -20,16 +20,9 @@ from esc_cli.errors import DownloadError, IntegrityError
 from esc_cli.weights import hub, store, upstream
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import sha256_file
-from esc_cli.weights.refs import HubRef
+from esc_cli.weights.refs import hub_ref
 
 Progress = Union[hub.ProgressCallback, bool, None]
-
-
-def hub_ref(entry: CatalogEntry) -> HubRef:
-    """The Hub file of an official catalog row (organisation from $ESC_HUB_ORG)."""
-    if entry.bundled or entry.repo_id is None or entry.revision is None:
-        raise ValueError(f"{entry.name} is bundled, not on the Hub")
-    return HubRef(entry.repo_id, entry.filename, entry.revision, entry.sha256)
 
 
 def cached(entry: CatalogEntry) -> tuple[Optional[Path], str]:

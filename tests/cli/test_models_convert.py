@@ -98,7 +98,7 @@ def test_info_detects_esc_real_with_dysample(capsys):
     fields = dict(line.split(None, 1) for line in out.splitlines())
     assert fields["variant"] == "esc-real (dysample)" and fields["parameters"] == "2,169,499"
     code, _, err = _run(capsys, "models", "info", "nowhere.pth")
-    assert code == 3 and "no such file" in err
+    assert code == 2 and "no such file" in err  # a path that names nothing is a usage error (issue 18)
 
 
 def test_list_path_and_verify_bundled(tmp_path, capsys, monkeypatch):

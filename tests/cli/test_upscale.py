@@ -103,7 +103,8 @@ def _png_header(path: Path) -> tuple[int, int]:
 
 
 def test_16bit_png_and_tiff_stay_16bit(tmp_path, model_file):
-    from esc_cli.io.images import ImageData, write_image
+    from esc_cli.io.encode import write_image
+    from esc_cli.io.images import ImageData
 
     arr = (RNG.random((8, 10, 3)) * 65535).astype(np.uint16)
     image = ImageData(torch.from_numpy(arr.astype(np.float32) / 65535).permute(2, 0, 1), 16)
@@ -116,7 +117,7 @@ def test_16bit_png_and_tiff_stay_16bit(tmp_path, model_file):
                model=model_file) == 0
     assert _png_header(tmp_path / "deep_x2.png") == (16, 2)
     assert _png_header(tmp_path / "gray16_x2.png") == (16, 0)
-    from esc_cli.io.images import read_image
+    from esc_cli.io.decode import read_image
 
     for name in ("deep_x2.png", "deep_x2.tif", "gray16_x2.png"):
         out = read_image(tmp_path / name)
@@ -395,16 +396,17 @@ def test_usage_errors_exit_2(tmp_path, model_file):
     assert not (tmp_path / "one.png").exists()
 
 
-def test_nothing_to_do_and_missing_model_exit_3(tmp_path, model_file, capsys):
+def test_nothing_to_do_exits_3_and_a_missing_model_file_exits_2(tmp_path, model_file, capsys):
     assert esc(str(tmp_path / "missing.png"), model=model_file) == 3
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("x")
     assert esc(str(empty), model=model_file) == 3
     Image.fromarray(rand8(6, 6, 3)).save(tmp_path / "ok.png")
-    assert main(["upscale", str(tmp_path / "ok.png"), "--model", str(tmp_path / "nope.safetensors"), "--json"]) == 3
+    # a --model that names nothing is a usage error (2), not "nothing processed" (issue 18)
+    assert main(["upscale", str(tmp_path / "ok.png"), "--model", str(tmp_path / "nope.safetensors"), "--json"]) == 2
     summary = json_lines(capsys.readouterr().out)[-1]
-    assert summary["event"] == "summary" and summary["exit_code"] == 3 and summary["error"]
+    assert summary["event"] == "summary" and summary["exit_code"] == 2 and summary["error"]
 
 
 def test_quiet_plain_progress_lines(tmp_path, model_file, capsys):
@@ -420,10 +422,10 @@ def test_quiet_plain_progress_lines(tmp_path, model_file, capsys):
 def test_rich_progress_on_a_terminal(tmp_path, model_file, monkeypatch):
     from rich.console import Console
 
-    from esc_cli.cli import commands_upscale
+    from esc_cli.cli import render
 
     screen = io.StringIO()
-    monkeypatch.setattr(commands_upscale, "err_console", Console(file=screen, force_terminal=True, width=100))
+    monkeypatch.setattr(render, "err_console", Console(file=screen, force_terminal=True, width=100))
     for i in range(2):
         Image.fromarray(rand8(6, 6, 3)).save(tmp_path / f"t{i}.png")
     assert esc(str(tmp_path), "-s", "2", "--tile", "8", model=model_file) == 0

@@ -1,4 +1,4 @@
-"""esc_cli.io.images: faithful reading and writing (depth, alpha, gray, orientation, metadata, bombs)."""
+"""esc_cli.io (decode, encode): faithful reading and writing (depth, alpha, gray, orientation, metadata, bombs)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from esc_cli.errors import InputError
-from esc_cli.io.images import (
-    ImageData,
-    encode_image,
-    encode_png16,
-    encode_tiff16,
-    is_junk,
-    looks_like_image,
-    output_format_for,
-    read_image,
-)
+from esc_cli.io.decode import read_image
+from esc_cli.io.encode import encode_image, encode_png16, encode_tiff16
+from esc_cli.io.images import ImageData, is_junk, looks_like_image, output_format_for
 
 RNG = np.random.default_rng(7)
 

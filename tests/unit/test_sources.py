@@ -71,14 +71,15 @@ def test_missing_hub_repo_moves_on_to_the_release_then_the_cache_answers(servers
 
 def test_list_verify_and_path_see_the_converted_file(servers, tmp_path):
     from esc_cli.api import catalog as api
+    from esc_cli.api.listing import cache_locations, list_models
 
     servers[1].release.add(LIGHT, GOLDEN_LIGHT)
     path = _resolve()
-    rows = {row.entry.name: row for row in api.list_models()}
+    rows = {row.entry.name: row for row in list_models()}
     assert (rows["esc-light-x4"].state, rows["esc-light-x4"].origin, rows["esc-light-x4"].path) == ("cached", "upstream", path)
     assert rows["esc-light-x2"].to_dict()["upstream_url"] == f"{servers[1].base}/ESC_light_X2.pth"
     assert api.model_path("esc-light-x4") == path
-    assert api.cache_locations()["upstream"] == str(tmp_path / "store")
+    assert cache_locations()["upstream"] == str(tmp_path / "store")
     (checked,) = api.verify_models(["esc-light-x4"])
     assert checked.state == "ok"
     data = path.read_bytes()
