@@ -81,3 +81,7 @@ class Terminated(BaseException):
     """
 
     exit_code = EXIT_TERMINATED
+
+
+class SourceNotFoundError(DownloadError):
+    """The source answered that it has no such repository, file or revision (HTTP 404)."""
