@@ -97,7 +97,7 @@ def process_job(job: ImageJob, context: JobContext, *, index: int, total: int) -
             result = processor.upscale(data, index)
             fmt = job.format or writable_format(data.format)
             if job.output is None:
-                encoded = encode_image(result, fmt, quality=options.quality, notes=notes)
+                encoded = encode_image(result, fmt, quality=options.quality, png_level=options.png_level, notes=notes)
                 target = context.stdout or sys.stdout.buffer
                 target.write(encoded)
                 target.flush()
@@ -130,4 +130,4 @@ def _write(job: ImageJob, result: ImageData, fmt: str, options: UpscaleOptions, 
                        overwrite=options.overwrite) as tmp:
         if any(same_file(job.output, p) for p in others if job.output.exists()):
             raise OutputError(f"{job.output}: is another input of this batch; choose another output")
-        write_image(result, tmp, fmt, quality=options.quality, notes=notes)
+        write_image(result, tmp, fmt, quality=options.quality, png_level=options.png_level, notes=notes)

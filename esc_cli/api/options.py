@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from esc_cli.errors import UsageError
-from esc_cli.io.images import DEFAULT_MAX_PIXELS, output_format_for
+from esc_cli.io.images import DEFAULT_MAX_PIXELS, DEFAULT_PNG_LEVEL, output_format_for
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +42,7 @@ class UpscaleOptions:
     recursive: bool = False
     format: Optional[str] = None  # png, jpeg, webp, tiff; None = the input's (PNG if unwritable)
     quality: Optional[int] = None  # JPEG/WebP quality 1..100 (WebP 100 = lossless)
+    png_level: int = DEFAULT_PNG_LEVEL  # zlib level of PNG output, 0..9
     name_template: str = DEFAULT_TEMPLATE
     overwrite: bool = False
     skip_existing: bool = False
@@ -64,6 +65,8 @@ class UpscaleOptions:
             self.format = fmt
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise UsageError(f"--quality {self.quality}: must be between 1 and 100")
+        if not 0 <= self.png_level <= 9:
+            raise UsageError(f"--png-level {self.png_level}: must be between 0 and 9")
         if self.max_pixels is not None and self.max_pixels < 0:
             raise UsageError("--max-pixels must be >= 0 (0 = no limit)")
         if self.tile is not None and self.tile < 0:

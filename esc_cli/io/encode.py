@@ -21,6 +21,7 @@ from torch import Tensor
 
 from esc_cli.errors import OutputError
 from esc_cli.io.images import (
+    DEFAULT_PNG_LEVEL,
     DEFAULT_QUALITY,
     EXIF_IFD_TAG,
     GPS_IFD_TAG,
@@ -48,7 +49,9 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_png16(arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: Optional[bytes] = None) -> bytes:
+def encode_png16(
+    arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: Optional[bytes] = None, level: int = DEFAULT_PNG_LEVEL
+) -> bytes:
     """`[H, W, C]` uint16 (C = 1..4) -> a 16-bit PNG with optional iCCP and eXIf chunks."""
     height, width, channels = arr.shape
     color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
@@ -64,7 +67,7 @@ def encode_png16(arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: 
         out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
     if exif:
         out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    out.append(_png_chunk(b"IDAT", zlib.compress(body, 6)))
+    out.append(_png_chunk(b"IDAT", zlib.compress(body, level)))
     out.append(_png_chunk(b"IEND", b""))
     return b"".join(out)
 
@@ -113,6 +116,7 @@ def encode_image(
     fmt: str,
     *,
     quality: Optional[int] = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
     notes: Optional[list[str]] = None,
 ) -> bytes:
     """Encode `image` as `fmt` ("png", "jpeg", "webp", "tiff") -> file bytes.
@@ -137,7 +141,7 @@ def encode_image(
     arr = _quantize(pixels, depth)
     icc, exif = image.icc_profile, image.exif
     if depth == 16 and fmt == "png":
-        return encode_png16(arr, icc_profile=icc, exif=exif)
+        return encode_png16(arr, icc_profile=icc, exif=exif, level=png_level)
     if depth == 16 and fmt == "tiff":
         if arr.shape[2] == 2:  # few readers (Pillow included) open 16-bit gray+alpha TIFF
             notes.append("16-bit gray+alpha TIFF stored as RGBA (use png to keep it gray)")
@@ -157,7 +161,7 @@ def encode_image(
         q = quality or DEFAULT_QUALITY["webp"]
         kwargs.update(quality=q, lossless=q >= 100, method=4)
     elif fmt == "png":
-        kwargs.update(compress_level=6)
+        kwargs.update(compress_level=png_level)
     elif fmt == "tiff" and features.check("libtiff"):
         kwargs.update(compression="tiff_adobe_deflate")
     buffer = io.BytesIO()
@@ -171,13 +175,14 @@ def write_image(
     fmt: str,
     *,
     quality: Optional[int] = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
     notes: Optional[list[str]] = None,
 ) -> int:
     """Encode and write `image` to a path or a binary stream; returns the number of bytes.
 
     Writes to exactly `target`: atomicity is the caller's job (see `esc_cli.io.atomic`).
     """
-    data = encode_image(image, fmt, quality=quality, notes=notes)
+    data = encode_image(image, fmt, quality=quality, png_level=png_level, notes=notes)
     if isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as handle:
             handle.write(data)
