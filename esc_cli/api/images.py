@@ -25,7 +25,8 @@ import torch
 
 from esc_cli.api.events import BatchFinished, BatchStarted, EventCallback, ItemFinished, exit_code_for
 from esc_cli.api.inputs import collect_inputs
-from esc_cli.api.jobs import JobContext, process_job
+from esc_cli.api.jobs import JobContext
+from esc_cli.api.overlap import run_items
 from esc_cli.api.options import UpscaleOptions
 from esc_cli.api.outputs import ImageJob, plan_outputs
 from esc_cli.api.processor import ImageProcessor
@@ -167,9 +168,7 @@ def upscale_images(
             assert processor is not None
             context = JobContext(processor=processor, options=options, emit=emit, input_paths=input_paths,
                                  stdin=stdin, stdout=stdout)
-            for job in jobs:
-                index += 1
-                finish(process_job(job, context, index=index, total=total))
+            run_items([(index + i + 1, job) for i, job in enumerate(jobs)], total, context, finish)
     except (KeyboardInterrupt, Terminated) as exc:
         summary.seconds = time.perf_counter() - started
         code = getattr(exc, "exit_code", EXIT_INTERRUPTED)

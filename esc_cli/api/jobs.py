@@ -44,6 +44,106 @@ class JobContext:
     stdout: Optional[BinaryIO] = None
 
 
+class JobRun:
+    """One item's phases, in the order they must run: `check`, `read`, `upscale`, `store`, then `done`.
+
+    `process_job` runs them one after another; the overlapped folder loop (`esc_cli.api.overlap`) runs
+    `read` and `store` in worker threads while the model upscales the neighbouring items. Warnings raised
+    during a phase are recorded with `note_warnings` by whoever runs it.
+    """
+
+    def __init__(self, job: ImageJob, context: JobContext, *, index: int, total: int) -> None:
+        self.job, self.context, self.index, self.total = job, context, index, total
+        self.label = job.item.label
+        self.notes: list[str] = []
+        self.data: Optional[ImageData] = None
+        self.result: Optional[ImageData] = None
+        self.started = time.perf_counter()
+
+    def ended(self, status: str, **extra) -> ItemFinished:
+        out_label = "-" if self.job.output is None else str(self.job.output)
+        return ItemFinished(index=self.index, total=self.total, status=status, input=self.label, output=out_label,
+                            seconds=round(time.perf_counter() - self.started, 3), **extra)
+
+    def check(self) -> Optional[ItemFinished]:
+        """The outcome when the item ends before any work (skipped, refused); else None after `ItemStarted`."""
+        job, options = self.job, self.context.options
+        exists = job.output is not None and (job.output.exists() or job.output.is_symlink())
+        if job.skip:
+            return self.ended("skipped", reason=job.skip)
+        if exists and options.skip_existing:
+            return self.ended("skipped", reason="output exists (--skip-existing)")
+        if job.error:
+            return self.ended("failed", error=job.error)
+        if job.output is not None and exists:
+            if not options.overwrite:
+                return self.ended("failed", error=f"{job.output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
+            if job.item.path is not None and same_file(job.output, job.item.path):
+                return self.ended("failed", error=f"{job.output}: is the input itself; choose another output")
+        out_label = "-" if job.output is None else str(job.output)
+        self.context.emit(ItemStarted(index=self.index, total=self.total, input=self.label, output=out_label))
+        return None
+
+    def read(self) -> None:
+        """Decode the input (file or stdin), checking memory and disk from its header first."""
+        job, options = self.job, self.context.options
+        resources = ResourceCheck(options.scale, options.check_resources)
+        if job.item.path is None:
+            source: Union[Path, bytes] = (self.context.stdin or sys.stdin.buffer).read()
+            if not source:
+                raise InputError("<stdin>: no data on standard input")
+        else:
+            source = job.item.path
+        self.data = read_image(
+            source,
+            name=self.label if job.item.path is not None else "<stdin>",
+            max_pixels=options.max_pixels or None,
+            check=lambda header: resources.check(header, job.output, job.format, self.label),
+        )
+
+    def upscale(self) -> None:
+        """Run the network on the decoded pixels (the calling thread owns the device)."""
+        assert self.data is not None
+        processor = self.context.processor
+        processor.set_progress(self.context.emit)
+        processor.last_tile = None
+        self.result = processor.upscale(self.data, self.index)
+        self.tile = processor.last_tile
+        self.device = processor.last_device or processor.device
+        self.dtype = processor.last_dtype or processor.dtype
+
+    def store(self) -> None:
+        """Encode and write the result atomically (to stdout when the job has no output path)."""
+        assert self.data is not None and self.result is not None
+        job, options = self.job, self.context.options
+        fmt = job.format or writable_format(self.data.format)
+        if job.output is None:
+            encoded = encode_image(self.result, fmt, quality=options.quality, png_level=options.png_level,
+                                   notes=self.notes)  # fmt: skip
+            target = self.context.stdout or sys.stdout.buffer
+            target.write(encoded)
+            target.flush()
+        else:
+            _write(job, self.result, fmt, options, self.context.input_paths, self.notes)
+
+    def note_warnings(self, caught: list[warnings.WarningMessage]) -> None:
+        self.notes.extend(str(w.message) for w in caught)
+
+    def done(self) -> ItemFinished:
+        assert self.data is not None and self.result is not None
+        return self.ended(
+            "done", tile=self.tile, device=self.device, dtype=self.dtype, width=self.data.width,
+            height=self.data.height, out_width=self.result.width, out_height=self.result.height,
+            notes=list(self.data.notes) + self.notes,
+        )  # fmt: skip
+
+    def failed(self, exc: Exception) -> ItemFinished:
+        """The outcome of an item that raised: `EscError` messages as they are, anything else with its type."""
+        if isinstance(exc, EscError):
+            return self.ended("failed", error=str(exc))
+        return self.ended("failed", error=f"{self.label}: {type(exc).__name__}: {exc}")
+
+
 def process_job(job: ImageJob, context: JobContext, *, index: int, total: int) -> ItemFinished:
     """Process one job (`index` of `total` in the batch); every outcome except an interruption
     becomes the returned `ItemFinished` ("done", "skipped" or "failed").
@@ -52,73 +152,20 @@ def process_job(job: ImageJob, context: JobContext, *, index: int, total: int) -
     `context.processor` and writes the output atomically (stdout for `job.output is None`).
     `KeyboardInterrupt` and `Terminated` propagate, with no partial output left behind.
     """
-    options = context.options
-    processor = context.processor
-    label = job.item.label
-    out_label = "-" if job.output is None else str(job.output)
-    t0 = time.perf_counter()
-
-    def ended(status: str, **extra) -> ItemFinished:
-        return ItemFinished(index=index, total=total, status=status, input=label, output=out_label,
-                            seconds=round(time.perf_counter() - t0, 3), **extra)
-
-    exists = job.output is not None and (job.output.exists() or job.output.is_symlink())
-    if job.skip:
-        return ended("skipped", reason=job.skip)
-    if exists and options.skip_existing:
-        return ended("skipped", reason="output exists (--skip-existing)")
-    if job.error:
-        return ended("failed", error=job.error)
-    if job.output is not None and exists:
-        if not options.overwrite:
-            return ended("failed", error=f"{job.output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
-        if job.item.path is not None and same_file(job.output, job.item.path):
-            return ended("failed", error=f"{job.output}: is the input itself; choose another output")
-    context.emit(ItemStarted(index=index, total=total, input=label, output=out_label))
-    processor.set_progress(context.emit)
-    processor.last_tile = None
-    notes: list[str] = []
-    resources = ResourceCheck(options.scale, options.check_resources)
+    run = JobRun(job, context, index=index, total=total)
+    early = run.check()
+    if early is not None:
+        return early
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if job.item.path is None:
-                source: Union[Path, bytes] = (context.stdin or sys.stdin.buffer).read()
-                if not source:
-                    raise InputError("<stdin>: no data on standard input")
-            else:
-                source = job.item.path
-            data = read_image(
-                source,
-                name=label if job.item.path is not None else "<stdin>",
-                max_pixels=options.max_pixels or None,
-                check=lambda header: resources.check(header, job.output, job.format, label),
-            )
-            result = processor.upscale(data, index)
-            fmt = job.format or writable_format(data.format)
-            if job.output is None:
-                encoded = encode_image(result, fmt, quality=options.quality, png_level=options.png_level, notes=notes)
-                target = context.stdout or sys.stdout.buffer
-                target.write(encoded)
-                target.flush()
-            else:
-                _write(job, result, fmt, options, context.input_paths, notes)
-        notes = list(data.notes) + notes + [str(w.message) for w in caught]
-    except EscError as exc:
-        return ended("failed", error=str(exc))
+            run.read()
+            run.upscale()
+            run.store()
+        run.note_warnings(caught)
     except Exception as exc:  # an unexpected failure costs this item only
-        return ended("failed", error=f"{label}: {type(exc).__name__}: {exc}")
-    return ended(
-        "done",
-        tile=processor.last_tile,
-        device=processor.last_device or processor.device,
-        dtype=processor.last_dtype or processor.dtype,
-        width=data.width,
-        height=data.height,
-        out_width=result.width,
-        out_height=result.height,
-        notes=notes,
-    )
+        return run.failed(exc)
+    return run.done()
 
 
 def _write(job: ImageJob, result: ImageData, fmt: str, options: UpscaleOptions, input_paths: tuple[Path, ...],
