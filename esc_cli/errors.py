@@ -77,3 +77,7 @@ class Terminated(BaseException):
     """
 
     exit_code = EXIT_TERMINATED
+
+
+class OutputExistsError(OutputError):
+    """The output exists (or appeared while the item ran) and neither --overwrite nor --skip-existing is set."""

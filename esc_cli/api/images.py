@@ -27,7 +27,7 @@ from esc_cli.api.events import BatchFinished, BatchStarted, EventCallback, ItemF
 from esc_cli.api.inputs import collect_inputs
 from esc_cli.api.jobs import JobContext, process_job
 from esc_cli.api.options import UpscaleOptions
-from esc_cli.api.outputs import ImageJob, plan_outputs
+from esc_cli.api.outputs import ImageJob, clean_stale_temps, output_folders, plan_outputs
 from esc_cli.api.processor import ImageProcessor
 from esc_cli.api.resources import batch_disk_check
 from esc_cli.engine.rescale import describe_plan, plan_passes
@@ -116,6 +116,7 @@ def upscale_images(
     jobs = plan_outputs(items, options, args_have_folder=args_have_folder) if items else []
     if not jobs:
         raise _no_jobs(ignored, notify)
+    clean_stale_temps(output_folders(jobs), notify)
 
     if network is None:
         from esc_cli.api.models import open_model

@@ -19,7 +19,7 @@ from esc_cli.api.options import UpscaleOptions
 from esc_cli.api.outputs import ImageJob
 from esc_cli.api.processor import ImageProcessor
 from esc_cli.api.resources import ResourceCheck
-from esc_cli.errors import EscError, InputError, OutputError
+from esc_cli.errors import EscError, InputError, OutputError, OutputExistsError
 from esc_cli.io.atomic import atomic_output, same_file
 from esc_cli.io.decode import read_image
 from esc_cli.io.encode import encode_image, write_image
@@ -104,6 +104,10 @@ def process_job(job: ImageJob, context: JobContext, *, index: int, total: int) -
             else:
                 _write(job, result, fmt, options, context.input_paths, notes)
         notes = list(data.notes) + notes + [str(w.message) for w in caught]
+    except OutputExistsError as exc:
+        if options.skip_existing:  # another run finished this output while we worked on it
+            return ended("skipped", reason="output exists (--skip-existing; another run wrote it meanwhile)")
+        return ended("failed", error=str(exc))
     except EscError as exc:
         return ended("failed", error=str(exc))
     except Exception as exc:  # an unexpected failure costs this item only

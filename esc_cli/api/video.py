@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from esc_cli.api.events import VideoProgress, VideoStarted
+from esc_cli.api.outputs import clean_stale_temps
 from esc_cli.api.video_job import (
     NoticeFn,
     VideoJob,
@@ -37,7 +38,7 @@ from esc_cli.api.video_join import join_segments
 from esc_cli.api.video_pipeline import FrameProcessor, encode_segment
 from esc_cli.engine.rescale import describe_plan, plan_passes
 from esc_cli.errors import InputError, OutputError, UsageError
-from esc_cli.io.atomic import check_output_path
+from esc_cli.io.atomic import TEMP_MARK, check_output_path, temp_prefix
 from esc_cli.io.probe import VideoInfo, probe
 
 ProgressFn = Callable[[VideoProgress], None]
@@ -155,7 +156,7 @@ def _private_workdir(output: Path) -> Path:
     """A fresh temporary work folder next to `output` (runs without `--resume`)."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
+        return Path(tempfile.mkdtemp(prefix=temp_prefix(output), suffix=f"{TEMP_MARK}.d", dir=output.parent))
     except OSError as exc:
         raise OutputError(f"{output.parent}: cannot write there ({exc.strerror}); choose another output folder") from None
 
@@ -260,6 +261,8 @@ def upscale_video(
             notice(msg)
 
     source, output = _checked_paths(source, output, scale, overwrite)
+    if output.parent.is_dir():
+        clean_stale_temps([output.parent], say)
     info = probe(source)
     network, dev, torch_dtype = _open_network(network, model, scale=scale, device=device, dtype=dtype, say=say)
     job = _plan_job(source, output, info, scale=scale, model=model, network=network, codec=codec, crf=crf,
