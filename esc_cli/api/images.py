@@ -157,7 +157,7 @@ def upscale_images(
             index += 1
             finish(ItemFinished(index=index, total=total, status="failed" if entry.failed else "skipped",
                                 input=entry.path, output=None, seconds=0.0,
-                                error=entry.reason if entry.failed else None,
+                                error=f"{entry.path}: {entry.reason}" if entry.failed else None,
                                 reason=None if entry.failed else entry.reason), junk=not entry.failed)
         input_paths = tuple(j.item.path for j in jobs if j.item.path is not None)
         if runner is not None:

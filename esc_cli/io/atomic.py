@@ -123,13 +123,25 @@ def atomic_output(output: Path, inputs: Iterable[Path] = (), *, overwrite: bool 
     """
     inputs = list(inputs)
     check_output_path(output, inputs, overwrite=overwrite)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(output), suffix=f"{TEMP_MARK}{output.suffix}", dir=output.parent)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_os_error(output.parent, exc, "cannot create the output folder") from None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(output), suffix=f"{TEMP_MARK}{output.suffix}",
+                                        dir=output.parent)
+    except OSError as exc:
+        raise output_os_error(output.parent, exc, "cannot write there") from None
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:  # full disk, quota, read-only: one line naming the output
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise output_os_error(output, exc, "cannot write") from None
         check_output_path(output, inputs, overwrite=overwrite)
         if overwrite:
             os.replace(tmp, output)
@@ -163,6 +175,29 @@ def move_no_replace(tmp: Path, output: Path) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device; free space or choose another output folder (-o)",
+    errno.EDQUOT: "disk quota exceeded; free space or choose another output folder (-o)",
+    errno.EACCES: "permission denied; choose a folder you can write to (-o)",
+    errno.EPERM: "permission denied; choose a folder you can write to (-o)",
+    errno.EROFS: "read-only file system; choose another output folder (-o)",
+    errno.EEXIST: "a file is in the way of a folder of that name; choose another output folder (-o)",
+    errno.ENOTDIR: "a file is in the way of a folder of that name; choose another output folder (-o)",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter output name",
+    errno.EIO: "input/output error on the device; check the disk or choose another output folder (-o)",
+    errno.EFBIG: "the file is too large for this file system; choose another output folder (-o)",
+}
+
+
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def output_os_error(path: Path, exc: OSError, what: str) -> OutputError:
+    """A one-line `OutputError` naming `path` for an OS error (never the raw `[Errno N]` text)."""
+    hint = _OS_HINTS.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()
+    return OutputError(f"{path}: {what}: {hint}")
 
 
 def remove_quietly(path: Path) -> None:

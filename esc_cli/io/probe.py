@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from esc_cli.errors import InputError
-from esc_cli.io.ffmpeg import ffmpeg_exe, last_lines, run_ffmpeg
+from esc_cli.io.ffmpeg import ffmpeg_exe, one_line, run_ffmpeg
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def probe(path: Path) -> VideoInfo:
     )
     text = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
-        raise InputError(f"{path}: not a readable video ({last_lines(text, 2) or 'ffmpeg could not open it'})")
+        raise InputError(f"{path}: not a readable video ({one_line(text, 1) or 'ffmpeg could not open it'})")
     streams, video, start, duration = _parse_listing(path, text)
     index = video["index"]
     crc = subprocess.run(
@@ -225,7 +225,7 @@ def probe(path: Path) -> VideoInfo:
         capture_output=True,
     )
     if crc.returncode != 0:
-        raise InputError(f"{path}: cannot read the video stream: {last_lines(crc.stderr.decode('utf-8', 'replace'), 3)}")
+        raise InputError(f"{path}: cannot read the video stream: {one_line(crc.stderr.decode('utf-8', 'replace'), 1)}")
     time_base = Fraction(1, 1000)
     pts: list[int] = []
     durations: list[int] = []
