@@ -287,3 +287,8 @@ def frame_hashes(path: Path, *, stream: str = "0:v:0") -> list[str]:
             out.append(line.split(",")[-1].strip())
     return out
 
+
+def count_packets(path: Path, *, stream: str = "0:v:0") -> int:
+    """How many packets (frames, for video) `stream` of `path` holds; demuxes only, decodes nothing."""
+    proc = run_ffmpeg(["-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], what=f"counting frames of {path}")
+    return sum(1 for line in proc.stdout.decode("ascii", "replace").splitlines() if line and not line.startswith("#"))
