@@ -165,14 +165,14 @@ def _check_lost_frames(job: VideoJob, *, strict: bool, say: NoticeFn) -> int:
     """Frames in the encoded segments; a notice (or, with `strict`, a `VideoError`) when the
     decoder lost some of the source's frames. Counting demuxes the segments only."""
     written = sum(count_packets(job.segment_path(k)) for k in range(len(job.segments)))
-    expected = job.info.frame_count
+    expected = max(job.info.packets, job.info.frame_count)
     if written < expected:
         lost = expected - written
         message = (f"{job.info.path}: {lost} of {expected} frames could not be decoded (the file is damaged"
-                   f" there); the output has {written}")
+                   f" there); the output has {written}, each at its own time")
         if strict:
             raise VideoError(message + "; --strict refuses it (drop --strict to keep what decodes)")
-        say(message + " and the frames after a gap may be shifted in time; pass --strict to refuse such files")
+        say(message + "; pass --strict to refuse such files")
     return written
 
 

@@ -46,6 +46,11 @@ def test_damaged_mp4_lost_frames_get_a_notice_and_strict_fails(tmp_path):
     assert match is not None, notes[0]
     lost, total = int(match.group(1)), int(match.group(2))
     assert total == 10 and lost > 0 and count_packets(tmp_path / "out.mp4") == total - lost
+    source, out = probe(tmp_path / "damaged.mp4"), probe(tmp_path / "out.mp4")
+    src_times = [round(float((t - source.timestamps[0]) * source.time_base), 3) for t in source.timestamps]
+    out_times = [round(float((t - out.timestamps[0]) * out.time_base), 3) for t in out.timestamps]
+    assert out_times == src_times and len(src_times) == total - lost  # gaps where frames were lost, no shift
+    assert max(b - a for a, b in zip(out_times, out_times[1:])) >= 0.2  # a gap, not frames re-timed to 0.1 steps
     strict = esc(["video", "damaged.mp4", "strict.mp4", "--strict", *MODEL], tmp_path)
     assert strict.rc == 3 and not (tmp_path / "strict.mp4").exists()
     assert [line for line in strict.stderr.splitlines() if "damaged.mp4" in line and "--strict" in line]
