@@ -69,6 +69,10 @@ class EngineError(EscError):
     """Inference failed in a way tiling and precision fallbacks could not recover."""
 
 
+class MissingExtraError(EscError):
+    """An optional extra (onnx, spandrel, ray) is not installed; the message names the pip command."""
+
+
 class Terminated(BaseException):
     """Raised by a command's SIGTERM handler so `finally` blocks and temp-file cleanup run.
 
@@ -77,6 +81,10 @@ class Terminated(BaseException):
     """
 
     exit_code = EXIT_TERMINATED
+
+
+class SourceNotFoundError(DownloadError):
+    """The source answered that it has no such repository, file or revision (HTTP 404)."""
 
 
 class OutputExistsError(OutputError):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+# No test may reach the real release host: the official release base URL points at a
+# loopback port where nothing listens unless a test sets its own (tests/releaseserver.py).
+DEAD_UPSTREAM = "http://127.0.0.1:9/esc-release"
+os.environ["ESC_UPSTREAM_URL"] = DEAD_UPSTREAM
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"

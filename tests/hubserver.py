@@ -7,7 +7,8 @@ Every request is recorded so a test can assert that an offline run made none.
 
 Knobs for failure tests, per served file:
 - `etag`: the ETag to advertise instead of the sha256 of the bytes (a hostile or
-  wrong one); `body`: bytes to send instead of the advertised ones (corruption).
+  wrong one); `body`: bytes to send instead of the advertised ones (corruption);
+  `stall`: a GET sends 16 bytes, then nothing (until shutdown, at most 15 s).
 Helpers `closed_port()` (connection refused) and `BlackHole` (accepts, never answers)
 model a Hub that is down or hanging.
 """
@@ -30,6 +31,7 @@ class ServedFile:
     data: bytes
     etag: Optional[str] = None
     body: Optional[bytes] = None
+    stall: bool = False
 
     @property
     def sha256(self) -> str:
@@ -59,6 +61,7 @@ class FakeHub:
     repos: dict[str, ServedRepo] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def add(self, repo_id: str, files: dict[str, bytes], *, commit: str = "1" * 40, refs=("main",)) -> ServedRepo:
         repo = ServedRepo({k: ServedFile(v) for k, v in files.items()}, commit, tuple(refs))
@@ -118,7 +121,12 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(served.data)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
-            if self.command == "GET":
+            if self.command == "GET" and served.stall:  # a few bytes, then silence (bounded: 15 s or shutdown)
+                self.wfile.write(body[:16])
+                self.wfile.flush()
+                hub.stop.wait(15)
+                self.close_connection = True
+            elif self.command == "GET":
                 self.wfile.write(body[: len(served.data)])
 
         do_GET = _serve
@@ -146,6 +154,7 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.hub.stop.set()  # ends any stalled reply
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from esc_cli.api.loading import refuse_non_finite
-from esc_cli.api.models import bundled_file, check_against_entry
+from esc_cli.api.models import bundled_file, check_against_entry, resolve_entry
 from esc_cli.errors import CheckpointError, EscError, ModelNotFoundError, OutputError, UnknownModelError
 from esc_cli.io.atomic import atomic_output, check_output_path
 from esc_cli.model import ESCConfig, network_from_state_dict
-from esc_cli.weights import catalog, hub
+from esc_cli.weights import catalog, hub, sources, store
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import is_sha256, sha256_file
 from esc_cli.weights.files import read_state_dict
@@ -43,7 +43,8 @@ def _hub_or_catalog(name: str) -> Union[CatalogRef, HubRef]:
 def pull_models(
     names: list[str], *, progress: Optional[ProgressFactory] = None, on_done: Optional[Callable[[PullResult], None]] = None
 ) -> list[PullResult]:
-    """Download each named model (catalog name or hf:// reference) into the Hub cache.
+    """Download each named model (catalog name or hf:// reference): official rows from the
+    Hub mirror, else from the upstream release (converted into `store.store_dir()`).
 
     A branch revision is refreshed (the Hub is asked for its current commit). Errors are
     collected per name, not raised.
@@ -57,7 +58,7 @@ def pull_models(
             if isinstance(ref, CatalogRef):
                 entry = ref.entry
                 result.name = entry.name
-                result.path = bundled_file(entry) if entry.bundled else hub.fetch(hub_ref(entry), refresh=True, progress=bar)
+                result.path = resolve_entry(entry, refresh=True, progress=bar)
             else:
                 result.path = hub.fetch(ref, refresh=True, progress=bar)
         except EscError as exc:
@@ -66,6 +67,11 @@ def pull_models(
         if on_done:
             on_done(result)
     return results
+
+
+def official_names() -> list[str]:
+    """Every official (not bundled) catalog name, for `esc models pull --all`."""
+    return [e.name for e in catalog.entries() if not e.bundled]
 
 
 # --- verify --------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def verify_models(names: Optional[list[str]] = None) -> list[VerifyResult]:
     """Check cached and bundled files (all, or the named ones) against their sha256 and catalog config.
 
     The reference hash is the catalog pin, else the blob name the Hub gave (the sha256 of
-    an LFS file). No network. Files that fail are reported, not deleted: `esc models pull`
+    an LFS file); for a file converted from the release, the digest recorded at conversion. No network. Files that fail are reported, not deleted: `esc models pull`
     replaces a cached file that fails its pin.
     """
     results = []
@@ -127,6 +133,11 @@ def verify_models(names: Optional[list[str]] = None) -> list[VerifyResult]:
                 results.append(_verify_file(entry.name, path, catalog.pinned_sha256(entry), entry))
                 continue
             ref, name = hub_ref(entry), entry.name
+            converted = store.cached(entry) if hub.cached_file(ref) is None else None
+            if converted is not None:
+                record = store.read_record(entry)
+                results.append(_verify_file(name, converted, record.sha256 if record else None, entry))
+                continue
         else:
             ref, name, entry = target, str(target), None
         cached = hub.cached_file(ref)
@@ -151,10 +162,15 @@ def model_path(name: str, *, pull: bool = False, progress: Optional[hub.Progress
         return ref.path.resolve()
     if isinstance(ref, CatalogRef) and ref.entry.bundled:
         return bundled_file(ref.entry)
-    hub_file = hub_ref(ref.entry) if isinstance(ref, CatalogRef) else ref
-    if pull:
-        return hub.fetch(hub_file, progress=progress if progress is not None else False)
-    cached = hub.cached_file(hub_file)
+    bar = progress if progress is not None else False
+    if isinstance(ref, CatalogRef):
+        if pull:
+            return resolve_entry(ref.entry, progress=bar)
+        cached = sources.cached(ref.entry)[0]
+    elif pull:
+        return hub.fetch(ref, progress=bar)
+    else:
+        cached = hub.cached_file(ref)
     if cached is None:
         raise ModelNotFoundError(f"{name}: not downloaded yet; run `esc models pull {name}` (or add --pull)")
     return cached

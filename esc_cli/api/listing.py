@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from esc_cli.weights import catalog, hub
+from esc_cli.weights import catalog, hub, sources, store
 from esc_cli.weights.catalog import CatalogEntry
-from esc_cli.weights.refs import hub_ref
 
 
 def _parameter_count(path: Path) -> Optional[int]:
@@ -31,13 +30,15 @@ def _parameter_count(path: Path) -> Optional[int]:
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """A catalog row and where its file is locally: `state` is cached, not cached, bundled or missing."""
+    """A catalog row and where its file is locally: `state` is cached, not cached, bundled or missing;
+    `origin` says which source a cached file came from (`hub` mirror or `upstream` release)."""
 
     entry: CatalogEntry
     state: str
     path: Optional[Path]
     variant: str = ""
     params: Optional[int] = None
+    origin: str = ""
 
     def to_dict(self) -> dict:
         e = self.entry
@@ -45,7 +46,7 @@ class ModelStatus:
             "name": e.name, "family": e.family, "variant": self.variant, "scale": e.scale, "params": self.params,
             "state": self.state, "path": str(self.path) if self.path else None, "source": e.source,
             "revision": e.revision, "sha256": e.sha256, "license": e.license, "upstream": e.upstream,
-            "description": e.description,
+            "description": e.description, "origin": self.origin or None, "upstream_url": e.upstream_url(),
         }  # fmt: skip
 
 
@@ -56,10 +57,15 @@ def model_status(entry: CatalogEntry) -> ModelStatus:
         if not path.is_file():
             return ModelStatus(entry, "missing", None, entry.variant, entry.params)
         return ModelStatus(entry, "bundled", path, entry.variant, _parameter_count(path) or entry.params)
-    cached = hub.cached_file(hub_ref(entry))
-    return ModelStatus(entry, "cached" if cached else "not cached", cached, entry.variant, entry.params)
+    cached, origin = sources.cached(entry)
+    return ModelStatus(entry, "cached" if cached else "not cached", cached, entry.variant, entry.params, origin)
 
 
 def list_models() -> list[ModelStatus]:
     """Every catalog row with its local state (no network)."""
     return [model_status(e) for e in catalog.entries()]
+
+
+def cache_locations() -> dict[str, str]:
+    """Where downloaded weights live: the Hub cache and the folder of converted release files."""
+    return {"hub": str(hub.settings().cache_dir), "upstream": str(store.store_dir())}

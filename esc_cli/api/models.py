@@ -1,9 +1,9 @@
 """Turning a model reference (catalog name, file, hf:// URL, or nothing) into a loaded network.
 
 Without a reference the best official model for the scale is used (`esc-dflip-x{2,3,4}`,
-see `esc_cli.weights.catalog.default_entry`); when it is neither cached nor reachable
-within the Hub timeout (3.5 s), the bundled default for that scale is used instead, with a
-one-line notice through `warn`. An explicit reference never falls back.
+see `esc_cli.weights.catalog.default_entry`), from the cache, the Hub mirror or the
+upstream release; when none of them gives it, the bundled default for that scale is used
+instead, with a one-line notice through `warn` naming what was tried and the command that fixes it. An explicit reference never falls back.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 from esc_cli.api.loading import load_model
 from esc_cli.errors import CheckpointError, DownloadError, IntegrityError, ModelNotFoundError
 from esc_cli.model import ESCNetwork
-from esc_cli.weights import catalog, hub
+from esc_cli.weights import catalog, hub, sources
 from esc_cli.weights.catalog import CatalogEntry
 from esc_cli.weights.digest import sha256_file
-from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, hub_ref, parse_ref
+from esc_cli.weights.refs import CatalogRef, FileRef, HubRef, ModelRef, parse_ref
 
 Progress = Union[hub.ProgressCallback, bool, None]
 
@@ -55,10 +55,11 @@ def bundled_file(entry: CatalogEntry) -> Path:
 
 
 def resolve_entry(entry: CatalogEntry, *, refresh: bool = False, progress: Progress = None) -> Path:
-    """Local path of a catalog row: the bundled file, or the Hub file (cached or downloaded)."""
+    """Local path of a catalog row: the bundled file, or the official file from the cache, the
+    Hub mirror or the upstream release, in that order (`esc_cli.weights.sources`)."""
     if entry.bundled:
         return bundled_file(entry)
-    return hub.fetch(hub_ref(entry), refresh=refresh, progress=progress)
+    return sources.fetch_entry(entry, refresh=refresh, progress=progress)
 
 
 def resolve_model(
@@ -87,17 +88,19 @@ def _resolve_default(scale: Optional[float], warn: Optional[Callable[[str], None
     entry = catalog.default_entry(scale)
     try:
         return ResolvedModel(resolve_entry(entry, progress=progress), CatalogRef(entry), entry)
-    except DownloadError as exc:  # includes IntegrityError
+    except (DownloadError, CheckpointError) as exc:  # DownloadError includes IntegrityError
         try:
             fallback = catalog.fallback_entry(scale)
             path = bundled_file(fallback)
         except (ModelNotFoundError, IntegrityError):
             raise exc from None
         if warn is not None:
-            reason = "not in the cache" if "HF_HUB_OFFLINE" in str(exc) else "could not be downloaded"
+            offline = "HF_HUB_OFFLINE" in str(exc)
+            reason = "not in the cache" if offline else "could not be downloaded"
+            where = "HF_HUB_OFFLINE is set" if offline else f"tried {sources.tried(entry)}"
             warn(
                 f"{entry.name} {reason}; using the bundled {fallback.name} (lower quality); "
-                f"run `esc models pull {entry.name}` when online"
+                f"run `esc models pull {entry.name}` when online ({where})"
             )
         return ResolvedModel(path, CatalogRef(fallback), fallback, fallback_from=entry)
 

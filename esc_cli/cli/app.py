@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from esc_cli import __version__
-from esc_cli.cli import commands_models, commands_sample, commands_upscale, commands_video
+from esc_cli.cli import commands_export, commands_models, commands_sample, commands_upscale, commands_video
 from esc_cli.cli.console import err_console
 from esc_cli.cli.helpfmt import Group
 from esc_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, EscError
@@ -44,6 +44,7 @@ def root(
 commands_upscale.register(app)
 commands_video.register(app)
 commands_sample.register(app)
+commands_export.register(commands_models.models_app)
 app.add_typer(commands_models.models_app, name="models")
 
 

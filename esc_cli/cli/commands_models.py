@@ -22,7 +22,7 @@ from rich.table import Table
 from esc_cli.cli.console import err_console
 from esc_cli.cli.helpfmt import Command, Group
 from esc_cli.cli.options import JsonOption, OverwriteOption, QuietOption
-from esc_cli.errors import EXIT_NOTHING_DONE, EXIT_SOME_FAILED
+from esc_cli.errors import EXIT_NOTHING_DONE, EXIT_SOME_FAILED, UsageError
 from esc_cli.weights import catalog, hub
 
 if TYPE_CHECKING:
@@ -55,13 +55,14 @@ def _short_source(entry: catalog.CatalogEntry) -> str:
     text = f"hf://{entry.repo_id}"
     if entry.filename != catalog.HUB_FILENAME:
         text += f"/{entry.filename}"
-    return text if entry.revision == "main" else f"{text}@{(entry.revision or '')[:12]}"
+    text = text if entry.revision == "main" else f"{text}@{(entry.revision or '')[:12]}"
+    return f"{text} | {entry.upstream_file}"
 
 
 @models_app.command("list", cls=Command, epilog=_examples('esc models list\n\n  esc models list --json | jq -r .name'))
 def list_command(json_mode: JsonOption = False) -> None:
     """Show every catalog model: variant, scale, parameters, whether it is cached, and its source."""
-    from esc_cli.api.listing import list_models
+    from esc_cli.api.listing import cache_locations, list_models
 
     rows = list_models()
     defaults = {catalog.default_entry(s).name for s in catalog.SCALES}
@@ -72,7 +73,10 @@ def list_command(json_mode: JsonOption = False) -> None:
             typer.echo(json.dumps(data))
         return
     conf = hub.settings()
-    table = Table(title="ESC models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, caption=f"* used without --model  ·  Hub {conf.endpoint}, org {catalog.hub_org()}  ·  cache {conf.cache_dir}")
+    where = cache_locations()
+    caption = (f"* used without --model  ·  Hub {conf.endpoint}, org {catalog.hub_org()}  ·  release {catalog.upstream_base()}"
+               f"  ·  cache {where['hub']} and {where['upstream']}")  # fmt: skip
+    table = Table(title="ESC models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, caption=caption)
     for column, justify in (("name", "left"), ("variant", "left"), ("scale", "right"), ("params", "right"),
                             ("local", "left"), ("source", "left")):  # fmt: skip
         table.add_column(column, justify=justify, no_wrap=column != "source", overflow="fold")
@@ -80,8 +84,9 @@ def list_command(json_mode: JsonOption = False) -> None:
     for row in rows:
         e = row.entry
         mark = "*" if e.name in defaults else ""
+        local = f"{row.state} ({row.origin})" if row.origin else row.state
         table.add_row(f"{e.name}{mark}", row.variant, f"x{e.scale}", _params(row.params),
-                      f"[{styles[row.state]}]{row.state}[/]", _short_source(e))  # fmt: skip
+                      f"[{styles[row.state]}]{local}[/]", escape(_short_source(e)))  # fmt: skip
     _out.print(table)
 
 
@@ -110,12 +115,16 @@ def _download_bars(enabled: bool) -> Iterator[Optional[ProgressFactory]]:
 
 @models_app.command("pull", cls=Command, epilog=_examples('esc models pull esc-dflip-x4\n\n  esc models pull hf://owner/repo/model.safetensors@main'))
 def pull_command(
-    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Catalog names (esc models list) or hf://owner/repo/file (@rev optional).")],
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="NAME...", help="Catalog names (esc models list) or hf://owner/repo/file (@rev optional).")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every official model (for copying a filled cache to an offline machine).")] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Download models into the Hugging Face cache (refreshing branch revisions) and print their paths."""
+    """Download models (Hub mirror, else the authors' release, converted) and print their paths."""
     from esc_cli.api import catalog as api
 
+    names = list(names or []) + (api.official_names() if all_models else [])
+    if not names:
+        raise UsageError("name at least one model, or pass --all; see `esc models list`")
     with _download_bars(enabled=not quiet and err_console.is_terminal) as factory:
         results = api.pull_models(names, progress=factory)
     failed = [r for r in results if r.error is not None]
@@ -163,12 +172,20 @@ def verify_command(
 
 @models_app.command("path", cls=Command, epilog=_examples('esc models path esc-light-x4\n\n  esc models path esc-light-x4 --pull'))
 def path_command(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Catalog name, hf:// reference or file.")],
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Catalog name, hf:// reference or file.")] = None,
     pull: Annotated[bool, typer.Option("--pull", help="Download it first if it is not cached.")] = False,
+    cache: Annotated[bool, typer.Option("--cache", help="Print where downloaded weights live (Hub cache, converted release files).")] = False,
 ) -> None:
-    """Print the local file of a model (no network unless --pull)."""
+    """Print the local file of a model (no network unless --pull), or with --cache the cache folders."""
     from esc_cli.api import catalog as api
+    from esc_cli.api.listing import cache_locations
 
+    if cache:
+        for label, folder in cache_locations().items():
+            typer.echo(f"{label}\t{folder}")
+        return
+    if name is None:
+        raise UsageError("give a model name (esc models list), or --cache for the folders downloads go to")
     typer.echo(str(api.model_path(name, pull=pull)))
 
 

@@ -28,9 +28,8 @@ def reflect_indices(size: int, padded: int, device: torch.device) -> Tensor:
     reflecting back and forth beyond it, so any size >= 1 can be padded.
     """
     idx = torch.arange(padded, device=device)
-    if size == 1:
-        return torch.zeros_like(idx)
-    period = torch.full_like(idx[:1], 2 * (size - 1))  # a tensor, so traced sizes export as graph values
+    # A tensor, so that traced sizes export as graph values; a size of 1 gives period 1: every index 0.
+    period = torch.full_like(idx[:1], 2 * (size - 1)).clamp(min=1)
     idx = idx % period
     return torch.where(idx < size, idx, period - idx)
 
@@ -47,9 +46,7 @@ def pad_reflect(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tens
 
 def _two_sided_reflect(size: int, before: int, after: int, device: torch.device) -> Tensor:
     idx = torch.arange(-before, size + after, device=device)
-    if size == 1:
-        return torch.zeros_like(idx)
-    period = torch.full_like(idx[:1], 2 * (size - 1))
+    period = torch.full_like(idx[:1], 2 * (size - 1)).clamp(min=1)
     idx = idx.abs() % period
     return torch.where(idx < size, idx, period - idx)
 

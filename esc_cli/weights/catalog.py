@@ -1,6 +1,8 @@
 """The one declarative table of every model `esc` can name: Hub conversions and bundled defaults.
 
-Each official ESC checkpoint (a GitHub release asset of dslisleedh/ESC) is published by
+Every official row has two sources: its release asset (`UPSTREAM_RELEASE`/<file>, the base
+overridable by `$ESC_UPSTREAM_URL`; `esc_cli.weights.upstream` converts it locally) and its
+Hub mirror. Each official ESC checkpoint (a GitHub release asset of dslisleedh/ESC) is published by
 this project converted to safetensors in its own Hub repository `{org}/{repo}`, holding
 `model.safetensors`, `config.json` and a model card (`esc models convert` writes all three;
 docs/models.md gives the publishing steps). The organisation is `DEFAULT_HUB_ORG`, or the
@@ -41,9 +43,12 @@ BUNDLED_DIR_ENV = "ESC_BUNDLED_DIR"
 HUB_FILENAME = "model.safetensors"
 UPSTREAM_REPO = "https://github.com/dslisleedh/ESC"
 UPSTREAM_RELEASE = f"{UPSTREAM_REPO}/releases/download/1.0.0"
-UPSTREAM_LICENSE = "unverified"
-"""The upstream repository carries a LICENSE file whose terms were not checked here:
-read it at UPSTREAM_REPO before redistributing the official weights."""
+"""The one base URL of the official release files (override with $ESC_UPSTREAM_URL)."""
+UPSTREAM_URL_ENV = "ESC_UPSTREAM_URL"
+UPSTREAM_LICENSE = "unverified: the code is MIT; the weights' own terms could not be read offline"
+"""What is known of the weights' terms. The upstream repository's code is MIT; whether the
+release assets carry other terms was not checked from here (no network): read the
+repository's LICENSE and release notes at UPSTREAM_REPO before redistributing them."""
 
 SCALES = (2, 3, 4)
 DEFAULT_FAMILY = "esc-dflip"
@@ -80,6 +85,8 @@ class CatalogEntry:
     license: str
     upstream: str
     config: Optional[Callable[[int], ESCConfig]] = None
+    upstream_sha256: Optional[str] = None
+    """sha256 of the release file itself where it is known (none could be read from here)."""
 
     @property
     def bundled(self) -> bool:
@@ -98,6 +105,15 @@ class CatalogEntry:
             return f"bundled:{self.filename}"
         return f"hf://{self.repo_id}/{self.filename}@{self.revision}"
 
+    @property
+    def upstream_file(self) -> Optional[str]:
+        """The release asset name (`ESC_DFLIP_X4.pth`), None for bundled rows."""
+        return None if self.repo is None else self.upstream.rsplit("/", 1)[-1]
+
+    def upstream_url(self) -> Optional[str]:
+        """The release file's URL under `upstream_base()` (None for bundled rows)."""
+        return None if self.upstream_file is None else f"{upstream_base()}/{self.upstream_file}"
+
     def expected_config(self) -> Optional[ESCConfig]:
         """The hyper-parameters the file must hold (None for bundled rows: read from the file)."""
         return None if self.config is None else self.config(self.scale)
@@ -107,6 +123,12 @@ def hub_org() -> str:
     """The Hub organisation: $ESC_HUB_ORG when set, else `DEFAULT_HUB_ORG`."""
     org = os.environ.get(HUB_ORG_ENV, "").strip().strip("/")
     return org or DEFAULT_HUB_ORG
+
+
+def upstream_base() -> str:
+    """The release base URL: $ESC_UPSTREAM_URL when set (a mirror, or a test server), else `UPSTREAM_RELEASE`."""
+    base = os.environ.get(UPSTREAM_URL_ENV, "").strip().rstrip("/")
+    return base or UPSTREAM_RELEASE
 
 
 def bundled_dir_overridden() -> bool:
@@ -129,7 +151,7 @@ _PARAMS = {  # from the official state dicts (ARCHITECTURE.md / official_state_d
     ("esc", 2): 946_728, ("esc", 3): 955_383, ("esc", 4): 967_500,
     ("esc-xl", 2): 12_455_916, ("esc-xl", 3): 12_481_851, ("esc-xl", 4): 12_518_160,
     ("esc-fp", 2): 523_675, ("esc-fp", 3): 530_170, ("esc-fp", 4): 539_263,
-    ("esc-real", 4): 2_265_307,
+    ("esc-real", 4): 2_265_307, ("esc-real-mse", 4): 2_265_307,
 }  # fmt: skip
 
 
@@ -188,6 +210,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
     _official("esc-xl", 4, "esc", esc_xl, "ESC_XL_DF2K_X4_FT.pth", "ESC-XL, DF2K: highest fidelity, 13x the cost"),
     *(_official("esc-fp", s, "esc-fp", esc_fp, f"ESC_FP_X{s}.pth", "ESC-FP: fewest FLOPs") for s in SCALES),
     _official("esc-real", 4, "esc-real", esc_real, "ESC_Real_X4_GAN.pth", "ESC-Real (GAN): real-world photos"),
+    _official("esc-real-mse", 4, "esc-real", esc_real, "ESC_Real_X4_MSE.pth", "ESC-Real (MSE): real-world photos, less texture"),
     *(_bundled(s) for s in SCALES),
 )
 """Every model `esc` can name. Release file names for ESC-XL x2/x3 follow the x4 pattern

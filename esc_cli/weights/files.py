@@ -39,6 +39,8 @@ def _read_pickle(path: Path) -> object:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
+        if "Unsupported operand" in text:  # bytes that are no pickle at all (HTML, text, random data)
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (its bytes are not a pickle); check the file or download it again") from None
         if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
             raise UnsafeCheckpointError(
                 f"{path}: refused: the pickle would run code, not just hold tensors; "

@@ -25,11 +25,17 @@ mean for every other Hub tool. On top of the library this module
   endpoint).
 
 Progress goes to a callback `(bytes_done, bytes_total_or_None)`; with none, the library's
-own bar is shown on a terminal (silenced by `HF_HUB_DISABLE_PROGRESS_BARS=1`).
+own bar is shown on a terminal (silenced by `HF_HUB_DISABLE_PROGRESS_BARS=1`). A body that
+stalls for `$ESC_DOWNLOAD_STALL_TIMEOUT` (10 s) or breaks off fails at once instead of being
+resumed five times by the library (see `_StopBeforeResume`). Cache folder names, cache
+look-ups and progress bars are huggingface_hub's own (`repo_folder_name`,
+`try_to_load_from_cache`, its `tqdm`); only the branch ref is written here (`_write_ref`),
+because the library's writer is private and the ref must wait for the sha256 check.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -37,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from esc_cli.errors import DownloadError, IntegrityError
+from esc_cli.errors import DownloadError, IntegrityError, SourceNotFoundError
 from esc_cli.weights.digest import is_sha256, sha256_file
 from esc_cli.weights.refs import HubRef
 
@@ -46,6 +52,8 @@ ProgressCallback = Callable[[int, Optional[int]], None]
 
 DEFAULT_TIMEOUT = 3.5
 TIMEOUT_ENV = "ESC_HUB_TIMEOUT"
+STALL_ENV = "ESC_DOWNLOAD_STALL_TIMEOUT"
+DEFAULT_STALL = 10.0
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SAFE_ETAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
 _TRUE = {"1", "on", "yes", "true"}
@@ -106,6 +114,19 @@ def settings(
     )
 
 
+def stall_timeout() -> float:
+    """Seconds a download's reply or body may stall: `$ESC_DOWNLOAD_STALL_TIMEOUT`, default 10 (0.1-300)."""
+    try:
+        value = float(os.environ.get(STALL_ENV, DEFAULT_STALL))
+    except ValueError:
+        value = DEFAULT_STALL
+    return min(max(value, 0.1), 300.0)
+
+
+class _Stalled(Exception):
+    """A Hub transfer broke off or stalled mid-body (see `_StopBeforeResume`)."""
+
+
 def _no_telemetry(constants) -> None:
     """No torch version or agent detection in the User-Agent, and no registry request."""
     if hasattr(constants, "HF_HUB_DISABLE_TELEMETRY"):
@@ -113,7 +134,7 @@ def _no_telemetry(constants) -> None:
 
 
 def storage_folder(ref: HubRef, cache_dir: Path) -> Path:
-    """The cache folder of `ref`'s repository (`models--owner--name`), named by huggingface_hub itself."""
+    """The cache folder of `ref`'s repository, named by huggingface_hub (`models--owner--name`)."""
     from huggingface_hub.file_download import repo_folder_name
 
     return cache_dir / repo_folder_name(repo_id=ref.repo_id, repo_type="model")
@@ -171,8 +192,8 @@ def fetch(
 
     A cached copy is used without any request unless `refresh` is set and the revision is
     a branch or tag (then the Hub is asked for its current commit; on a network failure
-    the cached copy is still used). A cached copy that fails its pinned sha256 is deleted
-    and fetched again. `progress`: a callback, False for no bar, None for the library's bar.
+    the cached copy is still used). A cached copy that fails its pinned sha256 (or, with
+    no pin, the sha256 its LFS blob is named by) is deleted and fetched again. `progress`: a callback, False for no bar, None for the library's bar.
 
     Raises `DownloadError` (unreachable, offline and not cached, missing repository, file
     or revision, refused ETag, transfer failure) or `IntegrityError` (bytes differ from the
@@ -180,9 +201,16 @@ def fetch(
     """
     conf = settings(endpoint=endpoint, cache_dir=cache_dir, offline=offline, timeout=timeout)
     cached = cached_file(ref, cache_dir=conf.cache_dir)
-    if cached is not None and ref.sha256 is not None and sha256_file(cached) != ref.sha256:
+    damaged = cached is not None and verify_cached(ref, cached) is False  # the pin, else the blob's sha256 name
+    if damaged:
+        assert cached is not None
         remove_cached(ref, cached, cache_dir=conf.cache_dir)
         cached = None
+    if damaged and conf.offline:
+        raise IntegrityError(
+            f"{ref}: the cached copy was damaged (its sha256 differs) and was deleted; "
+            "run `esc models pull` once with network access"
+        )
     pinned_revision = _COMMIT_RE.fullmatch(ref.revision) is not None
     if cached is not None and (not refresh or pinned_revision or ref.sha256 is not None or conf.offline):
         return cached  # pinned bytes need no refresh
@@ -257,14 +285,14 @@ def _http_error(ref: HubRef, conf: HubSettings, exc: Exception) -> DownloadError
     if isinstance(exc, hf_errors.GatedRepoError):
         return DownloadError(f"{ref}: {ref.repo_id} is gated; accept its terms on the Hub and set HF_TOKEN")
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        return DownloadError(
+        return SourceNotFoundError(
             f"{ref}: repository {ref.repo_id} not found on {conf.endpoint} "
             "(or private: set HF_TOKEN); check the name, or ESC_HUB_ORG for a mirror"
         )
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return DownloadError(f"{ref}: revision {ref.revision!r} not found in {ref.repo_id}; check the branch, tag or commit after '@'")
+        return SourceNotFoundError(f"{ref}: revision {ref.revision!r} not found in {ref.repo_id}; check the branch, tag or commit after '@'")
     if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
-        return DownloadError(f"{ref}: no file {ref.filename!r} in {ref.repo_id} at {ref.revision}; check the path in the repository")
+        return SourceNotFoundError(f"{ref}: no file {ref.filename!r} in {ref.repo_id} at {ref.revision}; check the path in the repository")
     status = getattr(getattr(exc, "response", None), "status_code", None)
     return DownloadError(f"{ref}: {conf.endpoint} answered HTTP {status}: {_short(exc)}")
 
@@ -276,14 +304,16 @@ def _short(exc: BaseException) -> str:
 
 def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[ProgressCallback, bool, None]) -> Path:
     """Download the commit `meta` resolved, record the ref, and check location and sha256."""
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub import errors as hf_errors
-    from huggingface_hub import hf_hub_download
 
-    tqdm_class = None
-    if progress is False:
-        tqdm_class = _silent_bar()
-    elif callable(progress):
-        tqdm_class = _callback_bar(progress)
+    stall = stall_timeout()
+    tqdm_class = _bar_class(progress if callable(progress) else None, visible=progress is None)
+    saved_timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = stall  # the library's read timeout, read at each request
+    guard = _StopBeforeResume()
+    library_log = logging.getLogger("huggingface_hub.file_download")
+    library_log.addFilter(guard)
     try:
         pointer = hf_hub_download(
             ref.repo_id,
@@ -295,10 +325,18 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
             etag_timeout=conf.timeout,
             tqdm_class=tqdm_class,
         )
+    except _Stalled as exc:
+        raise DownloadError(
+            f"{ref}: the download from {conf.endpoint} broke off ({exc}; read timeout {stall:g} s); "
+            f"run the command again, or raise {STALL_ENV} on a slow link"
+        ) from None
     except hf_errors.HfHubHTTPError as exc:
         raise _http_error(ref, conf, exc) from None
     except (*_transport_errors(), hf_errors.LocalEntryNotFoundError, OSError) as exc:
         raise DownloadError(f"{ref}: download from {conf.endpoint} failed ({_short(exc)}); run the command again") from None
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved_timeout
+        library_log.removeFilter(guard)
     path = Path(pointer)
     folder = storage_folder(ref, conf.cache_dir)
     blob = path.resolve()
@@ -321,11 +359,10 @@ def _download(ref: HubRef, conf: HubSettings, meta: _Meta, progress: Union[Progr
 
 
 def _write_ref(folder: Path, revision: str, commit: str) -> None:
-    """Record `refs/<revision> = commit` as the library does, so offline runs find the file.
+    """Record `refs/<revision> = commit` (the library's own writer is private), so offline runs find the file.
 
-    The download itself is asked for the resolved commit (so that the bytes and the commit checked in
-    `_resolve` are the same), and huggingface_hub writes a ref only for the revision it was asked for; its
-    own ref writer is private, so this one line of cache layout is written here.
+    `_download` fetched the commit, not the branch, so the library wrote no ref; writing
+    it only after the sha256 check keeps a branch on its last good commit.
     """
     if revision == commit:
         return
@@ -338,25 +375,46 @@ def _write_ref(folder: Path, revision: str, commit: str) -> None:
     os.replace(tmp, ref_path)
 
 
-def _callback_bar(callback: ProgressCallback) -> type:
-    """A tqdm class (the type huggingface_hub's `tqdm_class` expects) that draws nothing and reports
-    `(bytes done, total)` to `callback` instead."""
-    from tqdm.auto import tqdm
+def _bar_class(callback: Optional[ProgressCallback], *, visible: bool) -> type:
+    """huggingface_hub's own tqdm (drawn only when `visible`) that also reports counts to `callback`."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
 
-    class CallbackBar(tqdm):
+    class _Bar(hf_tqdm):  # type: ignore[misc, valid-type]
         def __init__(self, *args, **kwargs) -> None:
-            kwargs["disable"] = True  # a disabled tqdm keeps `total` but stops counting: count here
+            if not visible:
+                kwargs["disable"] = True  # a disabled tqdm keeps `n` and `total` but counts nothing itself
             super().__init__(*args, **kwargs)
-            self.done = int(kwargs.get("initial") or 0)
-            callback(self.done, self.total)
+            self.n = int(kwargs.get("initial") or 0)
+            self._report()
 
-        def update(self, n: float = 1) -> None:
-            self.done += int(n)
-            callback(self.done, self.total)
+        def _report(self) -> None:
+            if callback is not None:
+                callback(self.n, int(self.total) if self.total is not None else None)
 
-    return CallbackBar
+        def update(self, n: float = 1) -> Optional[bool]:
+            if visible:
+                shown = super().update(n)
+                self._report()
+                return shown
+            self.n += int(n)
+            self._report()
+            return None
+
+    return _Bar
 
 
-def _silent_bar() -> type:
-    """A tqdm class that draws nothing (without touching huggingface_hub's global bar switch)."""
-    return _callback_bar(lambda done, total: None)
+class _StopBeforeResume(logging.Filter):
+    """Ends a Hub transfer where huggingface_hub would resume it after a broken or stalled body.
+
+    The library retries such a body up to five times, each after its read timeout (measured:
+    65 s on a body that stalls after 16 bytes); it announces every retry with a warning on
+    its `file_download` logger. Raising here, at the first one, makes a stall cost one read
+    timeout (`$ESC_DOWNLOAD_STALL_TIMEOUT`) and keeps the library's retry lines off stderr.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Error while downloading from"):
+            reason = message.split(": ", 1)[-1].splitlines()[0] if ": " in message else "interrupted"
+            raise _Stalled(reason)
+        return True

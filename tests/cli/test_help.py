@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from esc_cli.cli import app
 
 COMMANDS = [[], ["upscale"], ["video"], ["sample"], ["models"], ["models", "list"], ["models", "pull"],
-            ["models", "verify"], ["models", "path"], ["models", "info"], ["models", "convert"]]  # fmt: skip
+            ["models", "verify"], ["models", "path"], ["models", "info"], ["models", "convert"], ["models", "export"]]  # fmt: skip
 TYPE_LABEL = re.compile(r"<(bool|str|int|float|path|list|text|integer)[^>]*>", re.IGNORECASE)
 
 

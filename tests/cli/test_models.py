@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from esc_cli.model.config import esc, esc_light
+from tests.conftest import DEAD_UPSTREAM
 from tests.hubserver import BlackHole, HubServer, closed_port, model_bytes, tiny_config
 
 ORG = "testorg"
@@ -31,6 +32,7 @@ def _env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
         HF_ENDPOINT=endpoint,
         ESC_HUB_ORG=ORG,
         ESC_BUNDLED_DIR=str(tmp_path / "bundled"),
+        ESC_UPSTREAM_URL=DEAD_UPSTREAM,  # never the real release host
         OMP_NUM_THREADS="1",
     )
     env.update(extra)
@@ -235,7 +237,7 @@ def test_hub_down_fails_fast_or_falls_back_to_the_bundled_model(tmp_path):
     assert code == 0 and loaded["scale"] == 4 and loaded["config"] == tiny_config(4).to_dict()
     assert loaded["notes"] == [
         "esc-dflip-x4 could not be downloaded; using the bundled default-x4 (lower quality); "
-        "run `esc models pull esc-dflip-x4` when online"
+        f"run `esc models pull esc-dflip-x4` when online (tried hf://{ORG}/esc-dflip-x4 and {DEAD_UPSTREAM}/ESC_DFLIP_X4.pth)"
     ]
     assert bundled.is_file()
     assert explicit.returncode == 3 and "cannot reach" in _one_error_line(explicit.stderr)
