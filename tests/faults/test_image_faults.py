@@ -89,7 +89,8 @@ def test_stale_temps_removed_live_ones_kept(tmp_path):
     assert valid_image(out / "a_x2.png") == (32, 24)
 
 
-def test_two_runs_at_once_with_skip_existing(tmp_path):
+@pytest.mark.slow
+def test_two_runs_at_once_with_skip_existing(tmp_path):  # the mechanism: unit test_atomic_faults (default run)
     src = tmp_path / "in"
     src.mkdir()
     for i in range(6):

@@ -35,7 +35,7 @@ def _damaged_clip(folder: Path) -> Path:
     return damaged
 
 
-def test_damaged_mp4_lost_frames_get_a_notice_and_strict_fails(tmp_path):
+def test_damaged_mp4_keeps_frame_times_and_counts_lost_frames(tmp_path):
     _damaged_clip(tmp_path)
     before = digests(tmp_path)
     run = esc(["video", "damaged.mp4", "out.mp4", *MODEL], tmp_path)
@@ -51,6 +51,13 @@ def test_damaged_mp4_lost_frames_get_a_notice_and_strict_fails(tmp_path):
     out_times = [round(float((t - out.timestamps[0]) * out.time_base), 3) for t in out.timestamps]
     assert out_times == src_times and len(src_times) == total - lost  # gaps where frames were lost, no shift
     assert max(b - a for a, b in zip(out_times, out_times[1:])) >= 0.2  # a gap, not frames re-timed to 0.1 steps
+    assert leftovers(tmp_path) == []
+    assert {k: v for k, v in digests(tmp_path).items() if k in before} == before
+
+
+def test_damaged_mp4_with_strict_fails_and_writes_nothing(tmp_path):
+    _damaged_clip(tmp_path)
+    before = digests(tmp_path)
     strict = esc(["video", "damaged.mp4", "strict.mp4", "--strict", *MODEL], tmp_path)
     assert strict.rc == 3 and not (tmp_path / "strict.mp4").exists()
     assert [line for line in strict.stderr.splitlines() if "damaged.mp4" in line and "--strict" in line]
