@@ -85,3 +85,7 @@ class Terminated(BaseException):
 
 class SourceNotFoundError(DownloadError):
     """The source answered that it has no such repository, file or revision (HTTP 404)."""
+
+
+class OutputExistsError(OutputError):
+    """The output exists (or appeared while the item ran) and neither --overwrite nor --skip-existing is set."""

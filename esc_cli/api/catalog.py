@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from esc_cli.api.loading import refuse_non_finite
 from esc_cli.api.models import bundled_file, check_against_entry, resolve_entry
 from esc_cli.errors import CheckpointError, EscError, ModelNotFoundError, OutputError, UnknownModelError
 from esc_cli.io.atomic import atomic_output, check_output_path
@@ -96,7 +97,9 @@ def _verify_file(name: str, path: Path, expected: Optional[str], entry: Optional
     if expected is not None and actual != expected:
         return VerifyResult(name, "mismatch", path, actual, f"expected sha256 {expected}")
     try:
-        network = network_from_state_dict(read_state_dict(path))
+        state = read_state_dict(path)
+        refuse_non_finite(state, str(path))
+        network = network_from_state_dict(state)
         check_against_entry(network, entry, path)
     except CheckpointError as exc:
         return VerifyResult(name, "bad", path, actual, str(exc))

@@ -28,7 +28,7 @@ from esc_cli.api.inputs import collect_inputs
 from esc_cli.api.jobs import JobContext
 from esc_cli.api.overlap import run_items
 from esc_cli.api.options import UpscaleOptions
-from esc_cli.api.outputs import ImageJob, plan_outputs
+from esc_cli.api.outputs import ImageJob, clean_stale_temps, output_folders, plan_outputs
 from esc_cli.api.processor import ImageProcessor
 from esc_cli.api.resources import batch_disk_check
 from esc_cli.engine.rescale import describe_plan, plan_passes
@@ -117,6 +117,7 @@ def upscale_images(
     jobs = plan_outputs(items, options, args_have_folder=args_have_folder) if items else []
     if not jobs:
         raise _no_jobs(ignored, notify)
+    clean_stale_temps(output_folders(jobs), notify)
 
     if network is None:
         from esc_cli.api.models import open_model
@@ -157,7 +158,7 @@ def upscale_images(
             index += 1
             finish(ItemFinished(index=index, total=total, status="failed" if entry.failed else "skipped",
                                 input=entry.path, output=None, seconds=0.0,
-                                error=entry.reason if entry.failed else None,
+                                error=f"{entry.path}: {entry.reason}" if entry.failed else None,
                                 reason=None if entry.failed else entry.reason), junk=not entry.failed)
         input_paths = tuple(j.item.path for j in jobs if j.item.path is not None)
         if runner is not None:

@@ -19,7 +19,7 @@ from esc_cli.api.options import UpscaleOptions
 from esc_cli.api.outputs import ImageJob
 from esc_cli.api.processor import ImageProcessor
 from esc_cli.api.resources import ResourceCheck
-from esc_cli.errors import EscError, InputError, OutputError
+from esc_cli.errors import EscError, InputError, OutputError, OutputExistsError
 from esc_cli.io.atomic import atomic_output, same_file
 from esc_cli.io.decode import read_image
 from esc_cli.io.encode import encode_image, write_image
@@ -138,7 +138,12 @@ class JobRun:
         )  # fmt: skip
 
     def failed(self, exc: Exception) -> ItemFinished:
-        """The outcome of an item that raised: `EscError` messages as they are, anything else with its type."""
+        """The outcome of an item that raised: `EscError` messages as they are, anything else with its type.
+
+        An output another run finished meanwhile counts as skipped under --skip-existing (two runs at once).
+        """
+        if isinstance(exc, OutputExistsError) and self.context.options.skip_existing:
+            return self.ended("skipped", reason="output exists (--skip-existing; another run wrote it meanwhile)")
         if isinstance(exc, EscError):
             return self.ended("failed", error=str(exc))
         return self.ended("failed", error=f"{self.label}: {type(exc).__name__}: {exc}")

@@ -37,6 +37,7 @@ def load_model(
         origin = "state dict"
     else:
         raise CheckpointError(f"cannot load a model from a {type(source).__name__}; give a path or a state dict")
+    refuse_non_finite(state, origin)
     try:
         network = network_from_state_dict(state)
     except CheckpointError as exc:
@@ -45,3 +46,15 @@ def load_model(
         raise CheckpointError(f"{origin}: {exc}") from None
     network.eval().requires_grad_(False)
     return network.to(device=device, dtype=dtype)
+
+
+def refuse_non_finite(state: Mapping[str, Tensor], origin: str) -> None:
+    """Raise `CheckpointError` when a floating-point weight holds NaN or Inf (it would give a black
+    or garbage image, not an error). Checks every tensor once, in place (no copies of the weights)."""
+    for name, tensor in state.items():
+        if isinstance(tensor, Tensor) and tensor.is_floating_point() and tensor.numel():
+            if not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise CheckpointError(
+                    f"{origin}: weight {name} holds {bad} NaN or Inf value(s); the checkpoint is damaged"
+                    " (a diverged training run or a broken export): use another checkpoint or export it again")

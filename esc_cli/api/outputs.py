@@ -6,11 +6,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from esc_cli.api.inputs import InputItem
 from esc_cli.api.options import UpscaleOptions, format_scale
 from esc_cli.errors import UsageError
+from esc_cli.io.atomic import remove_stale_temps
 from esc_cli.io.images import OUTPUT_FORMATS, output_format_for
 
 _EARLIER_OUTPUT = re.compile(r"^(?P<stem>.+)_x\d+(\.\d+)?$")
@@ -151,3 +152,24 @@ def _refuse_collisions(jobs: list[ImageJob]) -> None:
         match = _EARLIER_OUTPUT.match(job.item.path.stem)
         if match and match.group("stem") in by_folder.get(os.path.abspath(job.item.path.parent), set()):
             job.skip = f"looks like an earlier esc output of {match.group('stem')}"
+
+
+def clean_stale_temps(folders: Sequence[Path], notify: Callable[[str], None]) -> int:
+    """Remove the temps that killed runs of `esc` on this host left in `folders` (never a live run's).
+
+    One note per folder that had any; returns how many files were removed.
+    """
+    removed = 0
+    for folder in dict.fromkeys(folders):
+        gone = remove_stale_temps(folder)
+        if gone:
+            removed += len(gone)
+            names = ", ".join(path.name for path in gone[:3]) + (", ..." if len(gone) > 3 else "")
+            notify(f"{folder}: removed {len(gone)} temporary file(s) left by an interrupted run ({names})")
+    return removed
+
+
+def output_folders(jobs: Sequence[ImageJob]) -> list[Path]:
+    """The existing folders the jobs write into, each once."""
+    return [folder for folder in dict.fromkeys(job.output.parent for job in jobs if job.output is not None)
+            if folder.is_dir()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -85,9 +86,11 @@ def batch_disk_check(jobs: Sequence[ImageJob], scale: float, notify: Callable[[s
         if job.output.exists():
             continue
         try:
-            with Image.open(job.item.path) as im:
-                width, height = im.size
-                channels = len(im.getbands())
+            with warnings.catch_warnings():  # a bomb is refused, quoting --max-pixels, when its turn comes
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(job.item.path) as im:
+                    width, height = im.size
+                    channels = len(im.getbands())
         except Exception:  # unreadable files are reported when their turn comes
             continue
         out_h, out_w = target_size(height, width, scale)
@@ -104,6 +107,15 @@ def batch_disk_check(jobs: Sequence[ImageJob], scale: float, notify: Callable[[s
         free = ResourceCheck.free_disk(folders[dev])
         if free is not None and total > free:
             notify(
-                f"the outputs may need up to {total / 2**30:.1f} GiB in {folders[dev]}, {free / 2**30:.1f} GiB free;"
+                f"the outputs may need up to {human_bytes(total)} in {folders[dev]}, {human_bytes(free)} free;"
                 " items that do not fit will fail"
             )
+
+
+def human_bytes(size: int) -> str:
+    """A byte count for messages: GiB from 1 GiB up, MiB from 1 MiB, else KiB (never "0.0 GiB")."""
+    if size >= 2**30:
+        return f"{size / 2**30:.1f} GiB"
+    if size >= 2**20:
+        return f"{size / 2**20:.1f} MiB"
+    return f"{max(size, 0) / 2**10:.0f} KiB"

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from esc_cli.api.events import VideoProgress, VideoStarted
+from esc_cli.api.outputs import clean_stale_temps
 from esc_cli.api.video_job import (
     NoticeFn,
     VideoJob,
@@ -36,9 +37,9 @@ from esc_cli.api.video_job import (
 from esc_cli.api.video_join import join_segments
 from esc_cli.api.video_pipeline import FrameProcessor, encode_segment
 from esc_cli.engine.rescale import describe_plan, plan_passes
-from esc_cli.errors import InputError, OutputError, UsageError
-from esc_cli.io.atomic import check_output_path
-from esc_cli.io.probe import VideoInfo, probe
+from esc_cli.errors import InputError, OutputError, UsageError, VideoError
+from esc_cli.io.atomic import TEMP_MARK, check_output_path, temp_prefix
+from esc_cli.io.probe import VideoInfo, count_packets, probe
 
 ProgressFn = Callable[[VideoProgress], None]
 StartFn = Callable[[VideoStarted], None]
@@ -155,9 +156,24 @@ def _private_workdir(output: Path) -> Path:
     """A fresh temporary work folder next to `output` (runs without `--resume`)."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{output.name}.esc-", dir=output.parent))
+        return Path(tempfile.mkdtemp(prefix=temp_prefix(output), suffix=f"{TEMP_MARK}.d", dir=output.parent))
     except OSError as exc:
         raise OutputError(f"{output.parent}: cannot write there ({exc.strerror}); choose another output folder") from None
+
+
+def _check_lost_frames(job: VideoJob, *, strict: bool, say: NoticeFn) -> int:
+    """Frames in the encoded segments; a notice (or, with `strict`, a `VideoError`) when the
+    decoder lost some of the source's frames. Counting demuxes the segments only."""
+    written = sum(count_packets(job.segment_path(k)) for k in range(len(job.segments)))
+    expected = max(job.info.packets, job.info.frame_count)
+    if written < expected:
+        lost = expected - written
+        message = (f"{job.info.path}: {lost} of {expected} frames could not be decoded (the file is damaged"
+                   f" there); the output has {written}, each at its own time")
+        if strict:
+            raise VideoError(message + "; --strict refuses it (drop --strict to keep what decodes)")
+        say(message + "; pass --strict to refuse such files")
+    return written
 
 
 def _start_event(job: VideoJob, engine: _Engine, processor: FrameProcessor, *, model: Optional[str], scale: float,
@@ -235,6 +251,7 @@ def upscale_video(
     notice: Optional[NoticeFn] = None,
     on_start: Optional[StartFn] = None,
     segment_runner=None,
+    strict: bool = False,
 ) -> VideoResult:
     """Upscale the video `source` by `scale` into `output`, keeping audio, subtitles and timing.
 
@@ -249,6 +266,8 @@ def upscale_video(
     thread count so the bytes do not depend on which worker encoded which segment.
     `on_start` receives one `VideoStarted` event, `progress` `VideoProgress` events, `notice`
     one-line notes (also returned in `VideoResult.notices`).
+    Frames the decoder loses (a damaged file) are counted: a notice says how many, and `strict`
+    makes them a `VideoError` before the output is written.
     Raises InputError, OutputError, UsageError, ModelNotFoundError or VideoError.
     """
     t_start = time.perf_counter()
@@ -260,6 +279,8 @@ def upscale_video(
             notice(msg)
 
     source, output = _checked_paths(source, output, scale, overwrite)
+    if output.parent.is_dir():
+        clean_stale_temps([output.parent], say)
     info = probe(source)
     network, dev, torch_dtype = _open_network(network, model, scale=scale, device=device, dtype=dtype, say=say)
     job = _plan_job(source, output, info, scale=scale, model=model, network=network, codec=codec, crf=crf,
@@ -285,6 +306,7 @@ def upscale_video(
         counter = _ProgressCounter(job, engine, done_set, progress)
         _encode_segments(job, processor, engine, done_set, counter, segment_runner=segment_runner, scale=scale,
                          tile=tile, overlap=overlap, batch_frames=batch_frames, say=say)
+        written = _check_lost_frames(job, strict=strict, say=say)
         streams = join_segments(job, overwrite=overwrite, notice=say)
     except BaseException:
         if not resume:
@@ -293,7 +315,7 @@ def upscale_video(
     shutil.rmtree(workdir, ignore_errors=True)
     last_tile = getattr(engine.upscaler, "last_tile", None)
     return VideoResult(
-        input=source, output=output, frames=info.frame_count, seconds=time.perf_counter() - t_start,
+        input=source, output=output, frames=written, seconds=time.perf_counter() - t_start,
         in_size=(info.width, info.height), out_size=job.enc_size, fps_in=float(info.fps),
         codec=job.settings.codec, pix_fmt=job.settings.pix_fmt, device=engine.device_name, dtype=engine.dtype_name,
         tile=last_tile if last_tile is not None else tile, segments=len(job.segments), segments_reused=reused,

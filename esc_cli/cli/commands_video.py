@@ -190,6 +190,7 @@ def register(app: typer.Typer) -> None:
         batch: Annotated[Optional[int], typer.Option("--batch", min=1, metavar="N", rich_help_panel=PANEL_VIDEO, help="Frames per inference call (default 1 on CPU, 4 on GPU).")] = None,
         resume: Annotated[bool, typer.Option("--resume", rich_help_panel=PANEL_IO, help="Encode in segments kept next to the output; a rerun continues an interrupted job.")] = False,
         segment_seconds: Annotated[float, typer.Option("--segment-seconds", min=0.01, metavar="SECONDS", rich_help_panel=PANEL_VIDEO, help="Segment length for --resume, --devices and --ray.")] = 10.0,
+        strict: Annotated[bool, typer.Option("--strict", rich_help_panel=PANEL_IO, help="Fail when the decoder loses frames of a damaged source (default: a notice).")] = False,
         overwrite: OverwriteOption = False,
         json_: JsonOption = False,
         quiet: QuietOption = False,
@@ -215,7 +216,7 @@ def register(app: typer.Typer) -> None:
                     result = upscale_video(
                         input, output, model=model, scale=scale, device=device, dtype=dtype, tile=tile, overlap=overlap,
                         batch_frames=batch, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite,
-                        resume=resume, segment_seconds=segment_seconds, progress=reporter.progress,
+                        resume=resume, segment_seconds=segment_seconds, strict=strict, progress=reporter.progress,
                         notice=reporter.notice, on_start=reporter.start, **kwargs,
                     )
                 finally:

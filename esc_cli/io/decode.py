@@ -41,9 +41,11 @@ from esc_cli.io.images import (
 
 @contextlib.contextmanager
 def _pixel_limit(max_pixels: Optional[int]) -> Iterator[None]:
-    """Let Pillow open headers up to `max_pixels` (our own check refuses bigger ones)."""
+    """Leave the bomb check to `read_image`, which refuses from the header before any pixel is
+    decoded and quotes `--max-pixels` (Pillow's own check would quote its limit, and warn)."""
+    del max_pixels
     saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None if not max_pixels else max(int(max_pixels), 1)
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -186,11 +188,16 @@ def _orient(pixels: Tensor, orientation: int) -> Tensor:
     return pixels
 
 
-def _exif_without_orientation(im: Image.Image) -> tuple[Optional[bytes], int]:
-    """The EXIF to carry over (orientation removed, TIFF layout tags dropped) and the orientation."""
+def _exif_without_orientation(im: Image.Image, notes: list[str]) -> tuple[Optional[bytes], int]:
+    """The EXIF to carry over (orientation removed, TIFF layout tags dropped) and the orientation.
+
+    Called after the pixels are decoded, so an error here is a metadata problem only: the
+    EXIF is dropped with a note and the image is kept.
+    """
     try:
         exif = im.getexif()
-    except Exception:  # malformed EXIF must not cost the image
+    except Exception:  # malformed EXIF with intact pixels: drop the metadata, keep the image
+        notes.append("unreadable EXIF dropped (the pixels decoded intact)")
         return None, 1
     orientation = exif.get(ORIENTATION_TAG, 1)
     try:
@@ -212,6 +219,22 @@ def _exif_without_orientation(im: Image.Image) -> tuple[Optional[bytes], int]:
     return exif.tobytes(), orientation
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (first line, never empty)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _bomb_message(label: str, size: Optional[tuple[int, int]], max_pixels: Optional[int]) -> str:
+    """The refusal of a decompression bomb, quoting `--max-pixels` (not Pillow's own limit)."""
+    limit = f"--max-pixels {max_pixels:,}" if max_pixels else "--max-pixels"
+    if size is not None:
+        width, height = size
+        return (f"{label}: {width}x{height} = {width * height:,} pixels exceeds {limit}"
+                " (decompression bomb guard); raise --max-pixels if the image is genuine")
+    return f"{label}: refused as a decompression bomb (over {limit}); raise --max-pixels if the image is genuine"
+
+
 def read_image(
     source: ImageSource,
     *,
@@ -231,8 +254,8 @@ def read_image(
         with _pixel_limit(max_pixels):
             fp: Union[Path, BinaryIO] = io.BytesIO(source) if isinstance(source, bytes) else source
             im = Image.open(fp)
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{label}: refused as a decompression bomb ({exc}); raise --max-pixels if it is genuine") from None
+    except Image.DecompressionBombError:
+        raise InputError(_bomb_message(label, None, max_pixels)) from None
     except FileNotFoundError:
         raise InputError(f"{label}: no such file") from None
     except IsADirectoryError:
@@ -242,14 +265,11 @@ def read_image(
     except Image.UnidentifiedImageError:
         raise InputError(f"{label}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"{label}: cannot read image: {exc}") from None
+        raise InputError(f"{label}: cannot read image ({_one_line(exc)})") from None
     with im:
         width, height = im.size
         if max_pixels and width * height > max_pixels:
-            raise InputError(
-                f"{label}: {width}x{height} = {width * height:,} pixels exceeds --max-pixels {max_pixels:,}"
-                " (decompression bomb guard); raise --max-pixels if the image is genuine"
-            )
+            raise InputError(_bomb_message(label, (width, height), max_pixels))
         if width < 1 or height < 1:
             raise InputError(f"{label}: empty image ({width}x{height})")
         depth = _source_bit_depth(im)
@@ -258,11 +278,12 @@ def read_image(
             check(ImageHeader(width, height, channels, depth, im.format))
         if getattr(im, "n_frames", 1) > 1:
             notes.append(f"{im.n_frames} frames: only the first is upscaled")
-        icc = im.info.get("icc_profile") or None
-        exif, orientation = _exif_without_orientation(im)
+        # Pixels first: a decode error anywhere fails the item. Reading EXIF first used to load
+        # (and half-decode) a corrupt PNG inside a metadata guard that swallowed the error.
         try:
             with _pixel_limit(max_pixels):
                 im.load()
+                icc = im.info.get("icc_profile") or None
                 if depth == 16 and im.mode in ("RGB", "RGBA", "LA"):
                     arr, top = _ffmpeg_decode16(source, im, channels, label), 65535.0
                 else:
@@ -271,10 +292,12 @@ def read_image(
                         icc = new_icc
         except InputError:
             raise
-        except Image.DecompressionBombError as exc:
-            raise InputError(f"{label}: refused as a decompression bomb ({exc})") from None
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, zlib.error) as exc:
-            raise InputError(f"{label}: corrupt or truncated image: {exc}") from None
+        except Image.DecompressionBombError:
+            raise InputError(_bomb_message(label, im.size, max_pixels)) from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, zlib.error,
+                MemoryError) as exc:
+            raise InputError(f"{label}: corrupt or truncated image ({_one_line(exc)}); the file cannot be decoded") from None
+        exif, orientation = _exif_without_orientation(im, notes)
         source_format = im.format
     pixels = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32)).permute(2, 0, 1).contiguous()
     pixels.div_(top).clamp_(0.0, 1.0)

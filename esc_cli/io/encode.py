@@ -16,7 +16,7 @@ from typing import BinaryIO, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image, TiffImagePlugin, features
+from PIL import Image, ImageFile, TiffImagePlugin, features
 from torch import Tensor
 
 from esc_cli.errors import OutputError
@@ -164,9 +164,34 @@ def encode_image(
         kwargs.update(compress_level=png_level)
     elif fmt == "tiff" and features.check("libtiff"):
         kwargs.update(compression="tiff_adobe_deflate")
+    if fmt == "jpeg":
+        return _save_jpeg(im, kwargs)
     buffer = io.BytesIO()
     im.save(buffer, format=fmt.upper(), **kwargs)
     return buffer.getvalue()
+
+
+def _save_jpeg(im: Image.Image, kwargs: dict) -> bytes:
+    """JPEG bytes that never fail on content.
+
+    Pillow's `optimize=True` encodes in one pass into a buffer of `ImageFile.MAXBLOCK` bytes; a
+    high-entropy image (noise at quality 95 and up) overflows it ("Suspension not allowed here",
+    then "broken data stream"). The buffer is raised to cover the worst case of the image, and a
+    failure still left is retried without `optimize` (same pixels, a few percent larger file).
+    """
+    worst = im.width * im.height * len(im.getbands()) * 2 + (1 << 20)
+    saved = ImageFile.MAXBLOCK
+    ImageFile.MAXBLOCK = max(saved, worst)
+    try:
+        buffer = io.BytesIO()
+        try:
+            im.save(buffer, format="JPEG", **kwargs)
+        except OSError:
+            buffer = io.BytesIO()
+            im.save(buffer, format="JPEG", **{**kwargs, "optimize": False})
+        return buffer.getvalue()
+    finally:
+        ImageFile.MAXBLOCK = saved
 
 
 def write_image(

@@ -1,13 +1,14 @@
 """The bundled ffmpeg binary: locating it, running it to completion, and long-running ffmpeg processes.
 
-Every run's exit status is checked; a failure raises `VideoError` carrying the last lines ffmpeg
-printed (`STDERR_TAIL`). `FfmpegProcess` drains stderr on a thread into a bounded tail so a
+Every run's exit status is checked; a failure raises `VideoError` carrying, on one line, the last
+telling lines ffmpeg printed (`one_line`). `FfmpegProcess` drains stderr on a thread into a bounded tail so a
 pipe never blocks. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import collections
+import re
 import subprocess
 import threading
 from typing import Optional, Sequence
@@ -30,13 +31,35 @@ def last_lines(text: str, n: int = STDERR_TAIL) -> str:
     return "\n".join(lines[-n:])
 
 
+_GENERIC = ("conversion failed", "exiting normally", "error opening output file", "error opening input file",
+            "nothing was written into output file", "press [q]", "task finished with error code",
+            "terminating thread with return code", "error sending frames to consumers", "could not open encoder before eof",
+            "at least one output file must be specified", "frame=", "error while filtering", "error while processing")
+_CONTEXT_PREFIX = re.compile(r"^(\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")
+_TELLING = re.compile(r"error|invalid|not |cannot|could not|no such|unknown|unsupported|fail|divisible|denied|"
+                      r"too |missing|corrupt|truncat|refus", re.IGNORECASE)
+
+
+def one_line(text: str, n: int = 1) -> str:
+    """ffmpeg's stderr reduced to one line: the first `n` telling lines of its last `STDERR_TAIL`
+    (the cause, not the cascade of "Task finished"/"Conversion failed!" after it), without the
+    `[codec @ 0x...]` prefixes, joined by "; "."""
+    kept: list[str] = []
+    for raw in [line for line in text.splitlines() if line.strip()][-STDERR_TAIL:]:
+        line = _CONTEXT_PREFIX.sub("", raw.strip())
+        if line and not line.lower().startswith(_GENERIC) and line not in kept:
+            kept.append(line)
+    telling = [line for line in kept if _TELLING.search(line)]
+    return "; ".join((telling or kept[-1:])[:n])
+
+
 def run_ffmpeg(args: Sequence[str], *, what: str, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
     """Run `ffmpeg args...` to completion; raise `VideoError` naming `what` with ffmpeg's last lines on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
-        err = last_lines(proc.stderr.decode("utf-8", "replace"))
-        raise VideoError(f"{what}: ffmpeg exited with status {proc.returncode}:\n{err}")
+        err = one_line(proc.stderr.decode("utf-8", "replace"))
+        raise VideoError(f"{what}: ffmpeg exited with status {proc.returncode}" + (f": {err}" if err else ""))
     return proc
 
 
@@ -69,8 +92,8 @@ class FfmpegProcess:
 
     def error(self, rc: Optional[int] = None) -> VideoError:
         rc = self.proc.returncode if rc is None else rc
-        tail = self.stderr_tail()
-        return VideoError(f"{self.what}: ffmpeg exited with status {rc}" + (f":\n{tail}" if tail else ""))
+        tail = one_line(self.stderr_tail())
+        return VideoError(f"{self.what}: ffmpeg exited with status {rc}" + (f": {tail}" if tail else ""))
 
     def kill(self) -> None:
         """Stop ffmpeg at once (used on errors and interruption)."""

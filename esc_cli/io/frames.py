@@ -147,7 +147,8 @@ class FrameWriter:
         self.frame_bytes = width * height * 3 * self.dtype.itemsize
         vf = []
         if sar != 1:
-            vf.append(f"setsar={sar.numerator}/{sar.denominator}")
+            # setsar reduces to terms <= its `max` (default 100: 2864:2889 became 99:100): keep it exact
+            vf.append(f"setsar=sar={sar.numerator}/{sar.denominator}:max={max(sar.numerator, sar.denominator, 100)}")
         # no forced output rate: the timestamps are passed through as sent
         args = ["-f", "matroska", "-i", "pipe:0", "-map", "0:v", "-fps_mode", "passthrough",
                 "-enc_time_base", f"{time_base.numerator}/{time_base.denominator}"]

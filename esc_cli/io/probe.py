@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from esc_cli.errors import InputError
-from esc_cli.io.ffmpeg import ffmpeg_exe, last_lines, run_ffmpeg
+from esc_cli.io.ffmpeg import ffmpeg_exe, one_line, run_ffmpeg
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,10 @@ class VideoInfo:
     """What `esc video` needs to know about a source file.
 
     `width`/`height` are the displayed (decoded, auto-rotated) frame size. `timestamps`
-    holds each frame's presentation time in `time_base` units, sorted, one per packet of
-    the video stream; `frame_count == len(timestamps)`. `fps` is the nominal rate.
+    holds each decodable frame's presentation time in `time_base` units, sorted (the decoder's
+    own times: a damaged file's lost frames leave gaps, never a shift); `frame_count ==
+    len(timestamps)`, and `packets` counts the stream's packets (more when frames are lost).
+    `fps` is the nominal rate.
     """
 
     path: Path
@@ -59,10 +61,16 @@ class VideoInfo:
     color_primaries: Optional[str] = None
     color_trc: Optional[str] = None
     streams: tuple[StreamInfo, ...] = field(default_factory=tuple)
+    packets: int = 0  # video packets in the file (0: not counted, same as frame_count)
 
     @property
     def frame_count(self) -> int:
         return len(self.timestamps)
+
+    @property
+    def lost_frames(self) -> int:
+        """Packets of the video stream the decoder gives no frame for (a damaged file)."""
+        return max(0, self.packets - self.frame_count)
 
     @property
     def bit_depth(self) -> int:
@@ -216,7 +224,7 @@ def probe(path: Path) -> VideoInfo:
     )
     text = proc.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
-        raise InputError(f"{path}: not a readable video ({last_lines(text, 2) or 'ffmpeg could not open it'})")
+        raise InputError(f"{path}: not a readable video ({one_line(text, 1) or 'ffmpeg could not open it'})")
     streams, video, start, duration = _parse_listing(path, text)
     index = video["index"]
     crc = subprocess.run(
@@ -225,22 +233,16 @@ def probe(path: Path) -> VideoInfo:
         capture_output=True,
     )
     if crc.returncode != 0:
-        raise InputError(f"{path}: cannot read the video stream: {last_lines(crc.stderr.decode('utf-8', 'replace'), 3)}")
-    time_base = Fraction(1, 1000)
-    pts: list[int] = []
-    durations: list[int] = []
-    for line in crc.stdout.decode("ascii", "replace").splitlines():
-        if line.startswith("#"):
-            m = _FRAMECRC_TB_RE.match(line)
-            if m:
-                time_base = Fraction(int(m.group(1)), int(m.group(2)))
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 5 and parts[0].isdigit():
-            pts.append(int(parts[2]))
-            durations.append(int(parts[3]))
+        raise InputError(f"{path}: cannot read the video stream: {one_line(crc.stderr.decode('utf-8', 'replace'), 1)}")
+    time_base, pts, durations = _framecrc_times(crc.stdout)
     if not pts:
         raise InputError(f"{path}: the video stream holds no frames")
+    packets = len(pts)
+    decoded = _decoded_times(path, index)
+    if decoded is not None and decoded[0] == time_base and len(decoded[1]) < packets:
+        if not decoded[1]:
+            raise InputError(f"{path}: no frame of the video stream decodes; the file is damaged")
+        pts, durations = decoded[1], decoded[2]  # frames lost: keep the decoder's own times
     fps: Fraction = video["fps"]
     nominal = max(1, round(1 / (fps * time_base))) if fps > 0 else max(1, max(durations) or 1)
     missing = any(p <= -(2**62) for p in pts)  # AV_NOPTS_VALUE: stream without timestamps
@@ -275,7 +277,40 @@ def probe(path: Path) -> VideoInfo:
         color_primaries=video.get("color_primaries"),
         color_trc=video.get("color_trc"),
         streams=tuple(streams),
+        packets=packets,
     )
+
+
+def _framecrc_times(stdout: bytes) -> tuple[Fraction, list[int], list[int]]:
+    """(time base, pts, durations) of the lines of ffmpeg's framecrc output."""
+    time_base = Fraction(1, 1000)
+    pts: list[int] = []
+    durations: list[int] = []
+    for line in stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("#"):
+            m = _FRAMECRC_TB_RE.match(line)
+            if m:
+                time_base = Fraction(int(m.group(1)), int(m.group(2)))
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 5 and parts[0].isdigit():
+            pts.append(int(parts[2]))
+            durations.append(int(parts[3]))
+    return time_base, pts, durations
+
+
+def _decoded_times(path: Path, index: int) -> Optional[tuple[Fraction, list[int], list[int]]]:
+    """The presentation times of the frames the decoder actually gives (one decode pass, source
+    timestamps kept in the stream's time base); None when that pass fails."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-copyts", "-i", str(path), "-map", f"0:{index}",
+         "-fps_mode", "passthrough", "-enc_time_base", "demux", "-f", "framecrc", "-"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        return None
+    return _framecrc_times(proc.stdout)
 
 
 def frame_hashes(path: Path, *, stream: str = "0:v:0") -> list[str]:
@@ -287,3 +322,8 @@ def frame_hashes(path: Path, *, stream: str = "0:v:0") -> list[str]:
             out.append(line.split(",")[-1].strip())
     return out
 
+
+def count_packets(path: Path, *, stream: str = "0:v:0") -> int:
+    """How many packets (frames, for video) `stream` of `path` holds; demuxes only, decodes nothing."""
+    proc = run_ffmpeg(["-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], what=f"counting frames of {path}")
+    return sum(1 for line in proc.stdout.decode("ascii", "replace").splitlines() if line and not line.startswith("#"))

@@ -266,4 +266,4 @@ def test_batch_disk_check_warns_when_outputs_may_not_fit(tree: Path, monkeypatch
     assert notes == []
     monkeypatch.setattr(api.ResourceCheck, "free_disk", staticmethod(lambda folder: 1000))
     api.batch_disk_check(jobs, 4, notes.append)
-    assert len(notes) == 1 and "GiB free" in notes[0]
+    assert len(notes) == 1 and "KiB free" in notes[0] and "0.0 GiB" not in notes[0]  # units fit the size
