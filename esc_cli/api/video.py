@@ -39,6 +39,7 @@ from esc_cli.api.video_pipeline import FrameProcessor, encode_segment
 from esc_cli.engine.rescale import describe_plan, plan_passes
 from esc_cli.errors import InputError, OutputError, UsageError, VideoError
 from esc_cli.io.atomic import TEMP_MARK, check_output_path, temp_prefix
+from esc_cli.io.ffmpeg import video_encoders
 from esc_cli.io.probe import VideoInfo, count_packets, probe
 
 ProgressFn = Callable[[VideoProgress], None]
@@ -131,9 +132,11 @@ def _open_engine(network: nn.Module, dev: Optional[torch.device], torch_dtype: O
 
 def _plan_job(source: Path, output: Path, info: VideoInfo, *, scale: float, model: Optional[str], network: nn.Module,
               codec: Optional[str], crf: Optional[int], preset: Optional[str], pix_fmt: Optional[str], resume: bool,
-              segment_seconds: float, segment_runner, say: NoticeFn) -> VideoJob:
+              segment_seconds: float, segment_runner, say: NoticeFn, device: str = "cpu") -> VideoJob:
     """Encoder settings, sizes and segments for this run; notices for padding, VFR and extra passes."""
-    settings = default_settings(output, info, codec, crf, preset, pix_fmt)
+    available = video_encoders() if codec is None and str(device).startswith("cuda") else frozenset()
+    settings = default_settings(output, info, codec, crf, preset, pix_fmt, device=str(device), available=available,
+                                say=say)
     if segment_runner is not None:
         settings = segment_runner.encode_settings(settings)
     segmented = resume or segment_runner is not None
@@ -283,10 +286,10 @@ def upscale_video(
         clean_stale_temps([output.parent], say)
     info = probe(source)
     network, dev, torch_dtype = _open_network(network, model, scale=scale, device=device, dtype=dtype, say=say)
+    engine = _open_engine(network, dev, torch_dtype, tile=tile, overlap=overlap, segment_runner=segment_runner)
     job = _plan_job(source, output, info, scale=scale, model=model, network=network, codec=codec, crf=crf,
                     preset=preset, pix_fmt=pix_fmt, resume=resume, segment_seconds=segment_seconds,
-                    segment_runner=segment_runner, say=say)
-    engine = _open_engine(network, dev, torch_dtype, tile=tile, overlap=overlap, segment_runner=segment_runner)
+                    segment_runner=segment_runner, say=say, device=engine.device_name)
     processor = FrameProcessor(engine.upscaler, model_scale=int(getattr(network, "scale", 1)), scale=scale,
                                in_size=(info.width, info.height), out_size=job.out_size, enc_size=job.enc_size)
     if batch_frames is None:

@@ -73,11 +73,37 @@ def default_output(source: Path, scale: float) -> Path:
     return source.with_name(f"{source.stem}_x{scale:g}{source.suffix or '.mkv'}")
 
 
+def choose_codec(output: Path, info: VideoInfo, device: str, available: frozenset[str]) -> tuple[str, Optional[str]]:
+    """The default encoder for `output` and a notice when the best one is missing.
+
+    On a CUDA device the CPU encoder would keep the GPU waiting, so NVIDIA's hardware encoder is used when this
+    ffmpeg has it (`hevc_nvenc` for 10-bit sources, which H.264 NVENC cannot encode, else `h264_nvenc`).
+    """
+    if output.suffix.lower() == ".webm":
+        return "libvpx-vp9", None
+    if not device.startswith("cuda"):
+        return "libx264", None
+    if info.bit_depth > 8 and "hevc_nvenc" in available:
+        return "hevc_nvenc", None
+    if "h264_nvenc" in available:
+        return "h264_nvenc", None
+    return "libx264", ("this ffmpeg has no NVENC encoder: encoding with libx264 on the CPU, which may keep the GPU "
+                       "waiting (--codec chooses another)")
+
+
 def default_settings(output: Path, info: VideoInfo, codec: Optional[str], crf: Optional[int],
-                     preset: Optional[str], pix_fmt: Optional[str]) -> EncodeSettings:
-    """Encoder choice: H.264 (VP9 for .webm), CRF 18 (32 for VP9), 10-bit when the source is."""
-    webm = output.suffix.lower() == ".webm"
-    codec = codec or ("libvpx-vp9" if webm else "libx264")
+                     preset: Optional[str], pix_fmt: Optional[str], *, device: str = "cpu",
+                     available: frozenset[str] = frozenset(), say: Optional[Callable[[str], None]] = None) -> EncodeSettings:
+    """Encoder choice: H.264 (VP9 for .webm; NVENC on CUDA when ffmpeg has it), CRF 18 (32 for VP9), 10-bit when
+    the source is."""
+    if codec is None:
+        codec, notice = choose_codec(output, info, device, available)
+        if notice and say is not None:
+            say(notice)
+    if codec.endswith("_nvenc"):
+        ten_bit = info.bit_depth > 8 and codec == "hevc_nvenc"
+        return EncodeSettings(codec=codec, crf=19 if crf is None else crf, preset=preset or "p5",
+                              pix_fmt=pix_fmt or ("p010le" if ten_bit else "yuv420p"), extra=("-rc", "vbr", "-b:v", "0"))
     if crf is None:
         crf = 32 if codec in ("libvpx-vp9", "libaom-av1") else 30 if codec == "libsvtav1" else 18
     if preset is None:

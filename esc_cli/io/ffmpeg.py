@@ -8,6 +8,7 @@ pipe never blocks. Nothing here imports torch.
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import subprocess
 import threading
@@ -23,6 +24,22 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=1)
+def video_encoders() -> frozenset[str]:
+    """The video encoders this ffmpeg binary has (`ffmpeg -encoders`); empty when it cannot say."""
+    try:
+        listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
+                                 timeout=30, check=False).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    names = set()
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0].startswith("V"):  # "V....D libx264 ..."
+            names.add(parts[1])
+    return frozenset(names)
 
 
 def last_lines(text: str, n: int = STDERR_TAIL) -> str:
