@@ -19,9 +19,11 @@ import hashlib
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Optional
 from urllib.parse import unquote
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -135,29 +137,12 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     """Context manager: a threaded FakeHub server on 127.0.0.1 with an ephemeral port."""
 
     def __init__(self, hub: Optional[FakeHub] = None) -> None:
         self.hub = hub or FakeHub()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self.hub))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "HubServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.hub.stop.set()  # ends any stalled reply
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_handler_for(self.hub), self.hub.stop)
 
 
 def closed_port() -> int:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import io
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Optional
 from urllib.parse import unquote
+
+from tests.loopback import LoopbackServer
 
 RELEASE_PATH = "/releases/download/1.0.0"
 STALL_LIMIT = 15.0
@@ -111,33 +113,16 @@ def _handler_for(release: FakeRelease) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class ReleaseServer:
+class ReleaseServer(LoopbackServer):
     """Context manager: a threaded FakeRelease on 127.0.0.1; `base` is the value for ESC_UPSTREAM_URL."""
 
     def __init__(self, release: Optional[FakeRelease] = None) -> None:
         self.release = release or FakeRelease()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self.release))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_handler_for(self.release), self.release.stop)
 
     @property
     def base(self) -> str:
         return self.url + RELEASE_PATH
-
-    def __enter__(self) -> "ReleaseServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release.stop.set()  # ends any stalled reply
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 # --- bytes to serve ------------------------------------------------------------------

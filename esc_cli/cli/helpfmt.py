@@ -47,23 +47,22 @@ def _tidy_help_option(option: Optional[click.Option]) -> Optional[click.Option]:
     return option
 
 
-class Command(TyperCommand):
+class _ShellHelp:
+    """Tidies the parameters of a Typer command or group once they are built, and its --help option."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        _tidy(self.params)
+
+    def get_help_option(self, ctx: Any) -> Optional[click.Option]:
+        return _tidy_help_option(super().get_help_option(ctx))  # type: ignore[misc]
+
+
+class Command(_ShellHelp, TyperCommand):
     """A Typer command whose help shows shell-style placeholders."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _tidy(self.params)
 
-    def get_help_option(self, ctx: Any) -> Optional[click.Option]:
-        return _tidy_help_option(super().get_help_option(ctx))
-
-
-class Group(TyperGroup):
+class Group(_ShellHelp, TyperGroup):
     """A Typer group (the root `esc`, `esc models`) whose help shows shell-style placeholders."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _tidy(self.params)
-
-    def get_help_option(self, ctx: Any) -> Optional[click.Option]:
-        return _tidy_help_option(super().get_help_option(ctx))

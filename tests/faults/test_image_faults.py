@@ -159,12 +159,16 @@ def test_nan_checkpoint_is_refused(tmp_path):
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
+def noise_folder(folder, count: int, size: tuple[int, int]) -> None:
+    """`count` noise PNGs in a new `folder`: enough work for a signal to land mid-batch."""
+    folder.mkdir()
+    for i in range(count):
+        noise_png(folder / f"p{i:02}.png", size, i)
+
+
 @pytest.mark.slow
 def test_sigterm_mid_batch_leaves_no_temp(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(30):
-        noise_png(src / f"p{i:02}.png", (64, 64), i)
+    noise_folder(tmp_path / "in", 30, (64, 64))
     proc = subprocess.Popen([sys.executable, "-m", "esc_cli", "upscale", "in", "-o", "out", *MODEL], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.monotonic() + 120
@@ -180,10 +184,7 @@ def test_sigterm_mid_batch_leaves_no_temp(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_leftover_is_cleaned_by_the_next_run(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(20):
-        noise_png(src / f"p{i:02}.png", (96, 96), i)
+    noise_folder(tmp_path / "in", 20, (96, 96))
     cmd = [sys.executable, "-m", "esc_cli", "upscale", "in", "-o", "out", *MODEL]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
