@@ -58,6 +58,9 @@ class JobRun:
         self.notes: list[str] = []
         self.data: Optional[ImageData] = None
         self.result: Optional[ImageData] = None
+        self.tile: Optional[int] = None  # how the engine ran it, for the ItemFinished event
+        self.device: Optional[str] = None
+        self.dtype: Optional[str] = None
         self.started = time.perf_counter()
 
     def ended(self, status: str, **extra) -> ItemFinished:

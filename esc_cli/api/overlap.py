@@ -84,6 +84,7 @@ class _WarningsByThread:
 class _Item:
     run: JobRun
     read: Optional[Future] = None  # the decode, running ahead
+    writing: bool = False  # handed to the writer: its outcome will come
     outcome: Future = field(default_factory=Future)  # the ItemFinished, once stored or failed
 
 
@@ -143,6 +144,7 @@ def run_overlapped(
                         item.outcome.set_result(item.run.failed(exc))
                     else:
                         writer.submit(store, item)
+                        item.writing = True
                 retire(block=False)
                 while len([p for p in pending if not p.outcome.done()]) > MAX_PENDING_WRITES:
                     retire(block=True)
@@ -151,7 +153,7 @@ def run_overlapped(
         except BaseException:
             # Ctrl-C or SIGTERM: the writes under way finish (atomically) and are reported; nothing new starts.
             for item in list(pending):
-                if item.outcome.done() or item.run.result is not None:
+                if item.writing:
                     item.outcome.result()
             while pending and pending[0].outcome.done():
                 finish(pending.popleft().outcome.result())
