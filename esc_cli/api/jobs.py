@@ -22,7 +22,7 @@ from esc_cli.api.resources import ResourceCheck
 from esc_cli.errors import EscError, InputError, OutputError, OutputExistsError
 from esc_cli.io.atomic import atomic_output, same_file
 from esc_cli.io.decode import read_image
-from esc_cli.io.encode import encode_image, write_image
+from esc_cli.io.encode import PreparedImage, encode_prepared, prepare_image, write_image
 from esc_cli.io.images import ImageData, writable_format
 
 
@@ -61,6 +61,7 @@ class JobRun:
         self.tile: Optional[int] = None  # how the engine ran it, for the ItemFinished event
         self.device: Optional[str] = None
         self.dtype: Optional[str] = None
+        self.out_size: Optional[tuple[int, int]] = None  # (width, height), kept when the result is dropped
         self.started = time.perf_counter()
 
     def ended(self, status: str, **extra) -> ItemFinished:
@@ -116,27 +117,34 @@ class JobRun:
         self.dtype = processor.last_dtype or processor.dtype
 
     def store(self) -> None:
-        """Encode and write the result atomically (to stdout when the job has no output path)."""
+        """Encode and write the result atomically (to stdout when the job has no output path).
+
+        The float result is quantised first and then dropped, so that the encoder runs with the 8- or 16-bit
+        array alone (an output-sized float buffer less at the peak).
+        """
         assert self.data is not None and self.result is not None
         job, options = self.job, self.context.options
         fmt = job.format or writable_format(self.data.format)
+        self.out_size = (self.result.width, self.result.height)
+        prepared = prepare_image(self.result, fmt, notes=self.notes)
+        self.result = None
         if job.output is None:
-            encoded = encode_image(self.result, fmt, quality=options.quality, png_level=options.png_level,
-                                   notes=self.notes)  # fmt: skip
+            encoded = encode_prepared(prepared, quality=options.quality, png_level=options.png_level,
+                                      notes=self.notes)  # fmt: skip
             target = self.context.stdout or sys.stdout.buffer
             target.write(encoded)
             target.flush()
         else:
-            _write(job, self.result, fmt, options, self.context.input_paths, self.notes)
+            _write(job, prepared, fmt, options, self.context.input_paths, self.notes)
 
     def note_warnings(self, caught: list[warnings.WarningMessage]) -> None:
         self.notes.extend(str(w.message) for w in caught)
 
     def done(self) -> ItemFinished:
-        assert self.data is not None and self.result is not None
+        assert self.data is not None and self.out_size is not None
         return self.ended(
             "done", tile=self.tile, device=self.device, dtype=self.dtype, width=self.data.width,
-            height=self.data.height, out_width=self.result.width, out_height=self.result.height,
+            height=self.data.height, out_width=self.out_size[0], out_height=self.out_size[1],
             notes=list(self.data.notes) + self.notes,
         )  # fmt: skip
 
@@ -176,7 +184,7 @@ def process_job(job: ImageJob, context: JobContext, *, index: int, total: int) -
     return run.done()
 
 
-def _write(job: ImageJob, result: ImageData, fmt: str, options: UpscaleOptions, input_paths: tuple[Path, ...],
+def _write(job: ImageJob, result: PreparedImage, fmt: str, options: UpscaleOptions, input_paths: tuple[Path, ...],
            notes: list[str]) -> None:
     """Write `result` to `job.output` through a temp file; refuse to land on another input."""
     assert job.output is not None

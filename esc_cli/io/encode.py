@@ -11,6 +11,7 @@ import io
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
@@ -32,11 +33,54 @@ from esc_cli.io.images import (
 )
 
 
+# Rows quantised at a time: the float copy that clamping and rounding need stays band-sized.
+QUANTIZE_ROWS = 128
+
+
 def _quantize(pixels: Tensor, bit_depth: int) -> np.ndarray:
-    """`[C, H, W]` float in [0, 1] -> `[H, W, C]` uint8/uint16, rounded to nearest."""
+    """`[C, H, W]` float in [0, 1] -> `[H, W, C]` uint8/uint16, rounded to nearest, band by band (no
+    image-sized float copy: 3 or 6 bytes per pixel on top of the input, not 15)."""
     top = 65535.0 if bit_depth == 16 else 255.0
-    q = pixels.detach().float().clamp(0.0, 1.0).mul_(top).round_()  # one float copy
-    return q.permute(1, 2, 0).numpy().astype(np.uint16 if bit_depth == 16 else np.uint8)
+    channels, height, width = pixels.shape
+    out = np.empty((height, width, channels), dtype=np.uint16 if bit_depth == 16 else np.uint8)
+    target = torch.from_numpy(out)  # shares out's memory
+    for r0 in range(0, height, QUANTIZE_ROWS):
+        band = pixels[:, r0 : r0 + QUANTIZE_ROWS].detach().float().clamp(0.0, 1.0).mul_(top).round_()
+        target[r0 : r0 + QUANTIZE_ROWS].copy_(band.permute(1, 2, 0))  # whole numbers: the cast is exact
+    return out
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """What the encoders need, quantised: `array` `[H, W, C]` uint8/uint16 in the output format's layout."""
+
+    array: np.ndarray
+    fmt: str
+    icc_profile: Optional[bytes]
+    exif: Optional[bytes]
+
+
+def prepare_image(image: ImageData, fmt: str, *, notes: Optional[list[str]] = None) -> PreparedImage:
+    """Quantise `image` for `fmt` ("png", "jpeg", "webp", "tiff"): depth, alpha and gray as the format stores them.
+
+    JPEG and WebP store 8 bits (a note says so), JPEG has no alpha (flattened on white, with a note), WebP has
+    no gray (stored as RGB). After this the float pixels are no longer needed: a caller that drops them keeps
+    only the quantised array while the file is encoded.
+    """
+    notes = notes if notes is not None else []
+    fmt = output_format_for(fmt) or fmt
+    if fmt not in OUTPUT_FORMATS:
+        raise OutputError(f"cannot write format {fmt!r}; use png, jpg, webp or tiff")
+    pixels, depth = image.pixels, image.bit_depth
+    if fmt in ("jpeg", "webp") and depth == 16:
+        notes.append(f"{fmt.upper()} stores 8 bits per channel; 16-bit data reduced (use png or tiff to keep it)")
+        depth = 8
+    if fmt == "jpeg" and image.has_alpha:
+        notes.append("JPEG has no alpha; flattened on white (use png, webp or tiff to keep it)")
+        pixels = _flatten_alpha(pixels)
+    if fmt == "webp" and image.channels in (1, 2):
+        pixels = torch.cat([pixels[:1].expand(3, -1, -1), pixels[1:]], 0)
+    return PreparedImage(_quantize(pixels, depth), fmt, image.icc_profile, image.exif)
 
 
 def _flatten_alpha(pixels: Tensor, background: float = 1.0) -> Tensor:
@@ -125,21 +169,21 @@ def encode_image(
     JPEG has no alpha (flattened on white, with a note), WebP has no gray (stored as RGB).
     The ICC profile and EXIF are embedded in every format.
     """
+    return encode_prepared(prepare_image(image, fmt, notes=notes), quality=quality, png_level=png_level, notes=notes)
+
+
+def encode_prepared(
+    prepared: PreparedImage,
+    *,
+    quality: Optional[int] = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
+    notes: Optional[list[str]] = None,
+) -> bytes:
+    """File bytes of a quantised image (see `prepare_image`), ICC profile and EXIF embedded."""
     notes = notes if notes is not None else []
-    fmt = output_format_for(fmt) or fmt
-    if fmt not in OUTPUT_FORMATS:
-        raise OutputError(f"cannot write format {fmt!r}; use png, jpg, webp or tiff")
-    pixels, depth = image.pixels, image.bit_depth
-    if fmt in ("jpeg", "webp") and depth == 16:
-        notes.append(f"{fmt.upper()} stores 8 bits per channel; 16-bit data reduced (use png or tiff to keep it)")
-        depth = 8
-    if fmt == "jpeg" and image.has_alpha:
-        notes.append("JPEG has no alpha; flattened on white (use png, webp or tiff to keep it)")
-        pixels = _flatten_alpha(pixels)
-    if fmt == "webp" and image.channels in (1, 2):
-        pixels = torch.cat([pixels[:1].expand(3, -1, -1), pixels[1:]], 0)
-    arr = _quantize(pixels, depth)
-    icc, exif = image.icc_profile, image.exif
+    arr, fmt = prepared.array, prepared.fmt
+    depth = 16 if arr.dtype == np.uint16 else 8
+    icc, exif = prepared.icc_profile, prepared.exif
     if depth == 16 and fmt == "png":
         return encode_png16(arr, icc_profile=icc, exif=exif, level=png_level)
     if depth == 16 and fmt == "tiff":
@@ -195,7 +239,7 @@ def _save_jpeg(im: Image.Image, kwargs: dict) -> bytes:
 
 
 def write_image(
-    image: ImageData,
+    image: Union[ImageData, PreparedImage],
     target: Union[Path, BinaryIO],
     fmt: str,
     *,
@@ -207,7 +251,9 @@ def write_image(
 
     Writes to exactly `target`: atomicity is the caller's job (see `esc_cli.io.atomic`).
     """
-    data = encode_image(image, fmt, quality=quality, png_level=png_level, notes=notes)
+    if isinstance(image, ImageData):
+        image = prepare_image(image, fmt, notes=notes)
+    data = encode_prepared(image, quality=quality, png_level=png_level, notes=notes)
     if isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as handle:
             handle.write(data)
