@@ -62,17 +62,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return exc.exit_code
     except (typer.Abort,):
         return EXIT_INTERRUPTED
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        try:  # typer >= 0.26 vendors its own click: its exceptions are other classes
-            from typer._click.exceptions import ClickException as _TyperClickException
-        except ImportError:  # pragma: no cover
-            _TyperClickException = click.exceptions.ClickException
-        if isinstance(exc, (click.exceptions.ClickException, _TyperClickException)):
-            exc.show()
-            return exc.exit_code if exc.exit_code else EXIT_USAGE
-        raise
+    except typer.TyperException as exc:  # usage errors (bad option, missing argument) carry their own exit code
+        show = getattr(exc, "show", None)
+        if show is None:  # pragma: no cover - every usage error of typer's parser can show itself
+            raise
+        show()
+        code = getattr(exc, "exit_code", None)
+        return code if code else EXIT_USAGE
     return result if isinstance(result, int) else 0
 
 

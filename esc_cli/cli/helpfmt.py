@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import click
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
@@ -41,7 +40,7 @@ def _tidy(params: list[Any]) -> None:
             param.__class__ = _NamedArgument
 
 
-def _tidy_help_option(option: Optional[click.Option]) -> Optional[click.Option]:
+def _tidy_help_option(option: Optional[Any]) -> Optional[Any]:
     if option is not None and hasattr(option, "display_type_rich"):
         option.display_type_rich = lambda ctx=None: None  # type: ignore[method-assign]
     return option
@@ -56,7 +55,7 @@ class _ShellHelp:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         _tidy(self.params)
 
-    def get_help_option(self, ctx: Any) -> Optional[click.Option]:
+    def get_help_option(self, ctx: Any) -> Optional[Any]:
         return _tidy_help_option(super().get_help_option(ctx))  # type: ignore[misc]
 
 
