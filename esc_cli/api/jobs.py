@@ -64,10 +64,14 @@ class JobRun:
         self.out_size: Optional[tuple[int, int]] = None  # (width, height), kept when the result is dropped
         self.started = time.perf_counter()
 
+    @property
+    def output_label(self) -> str:
+        """The output as events name it: its path, or "-" for stdout."""
+        return "-" if self.job.output is None else str(self.job.output)
+
     def ended(self, status: str, **extra) -> ItemFinished:
-        out_label = "-" if self.job.output is None else str(self.job.output)
-        return ItemFinished(index=self.index, total=self.total, status=status, input=self.label, output=out_label,
-                            seconds=round(time.perf_counter() - self.started, 3), **extra)
+        return ItemFinished(index=self.index, total=self.total, status=status, input=self.label,
+                            output=self.output_label, seconds=round(time.perf_counter() - self.started, 3), **extra)
 
     def check(self) -> Optional[ItemFinished]:
         """The outcome when the item ends before any work (skipped, refused); else None after `ItemStarted`."""
@@ -84,8 +88,7 @@ class JobRun:
                 return self.ended("failed", error=f"{job.output}: already exists; pass --overwrite to replace it or --skip-existing to keep it")
             if job.item.path is not None and same_file(job.output, job.item.path):
                 return self.ended("failed", error=f"{job.output}: is the input itself; choose another output")
-        out_label = "-" if job.output is None else str(job.output)
-        self.context.emit(ItemStarted(index=self.index, total=self.total, input=self.label, output=out_label))
+        self.context.emit(ItemStarted(index=self.index, total=self.total, input=self.label, output=self.output_label))
         return None
 
     def read(self) -> None:
