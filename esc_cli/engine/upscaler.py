@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import gc
 import warnings
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
@@ -19,8 +17,17 @@ from torch import Tensor, nn
 
 from esc_cli.engine.devices import auto_batch, auto_tile, dtype_name, resolve_device, resolve_dtype
 from esc_cli.engine.progress import ProgressCallback, TileProgress
+from esc_cli.engine.bands import BandBlender, BandSink
+from esc_cli.engine.schedule import (
+    BatchInFlight,
+    Geometry,
+    Item,
+    TileCounter,
+    batches_by_shape,
+    row_major_batches,
+)
 from esc_cli.engine.stats import StatsComplete, StatsHook
-from esc_cli.engine.tiling import Span, Tile, aligned_tile, blend_window, plan_tiles
+from esc_cli.engine.tiling import Tile, aligned_tile, plan_axis, plan_tiles
 from esc_cli.errors import EngineError, UsageError
 
 # Default context around each tile, in input pixels (`overlap`): see docs/engine.md.
@@ -50,17 +57,6 @@ def host_buffer(shape: tuple[int, ...], dtype: torch.dtype, pinned: bool) -> Ten
     PyTorch's caching host allocator recycles pinned blocks, so one per batch is cheap.
     """
     return torch.empty(shape, dtype=dtype, pin_memory=pinned)
-
-
-@dataclass
-class _Batch:
-    """A batch in flight: which (image, tile) items, the output (host, maybe still copying)."""
-
-    images: list[int]
-    tiles: list[Tile]
-    output: Optional[Tensor]  # [B, 3, s*h, s*w] float32, host
-    finite: Optional[Tensor]  # [B] bool, host
-    event: Optional["torch.cuda.Event"]
 
 
 class _OutOfMemory(Exception):
@@ -151,22 +147,39 @@ class Upscaler:
 
         Same tiling as `upscale`; the same tile of several frames shares a forward pass,
         and each frame keeps its own statistics. Frame n of the result equals
-        `upscale(images[n])`.
+        `upscale(images[n])`. The result is assembled from `upscale_bands`.
         """
-        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise UsageError(f"upscale_batch expects an [N, 3, H, W] float tensor, got {shape}")
-        if not images.is_floating_point():
-            raise UsageError(f"expected float pixels in [0, 1], got {images.dtype}")
-        if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
-            raise UsageError(f"cannot upscale an empty tensor of shape {tuple(images.shape)}")
-        images = images.detach().to("cpu", torch.float32).contiguous()
+        images = self._checked(images, "upscale_batch")
+        n, _, height, width = images.shape
+        full = (n, 3, height * self.scale, width * self.scale)
+        result: list[Tensor] = []
+
+        def keep(top: int, rows: Tensor) -> None:
+            if top == 0 and tuple(rows.shape) == full:  # one pass: its output is the result, no copy
+                result[:] = [rows]
+                return
+            if not result or tuple(result[0].shape) != full:
+                result[:] = [torch.empty(full)]
+            result[0][:, :, top : top + rows.shape[2]].copy_(rows)
+
+        self.upscale_bands(images, keep)
+        return result[0].contiguous()
+
+    def upscale_bands(self, images: Tensor, sink: BandSink) -> None:
+        """Upscale `[N, 3, H, W]` float in `[0, 1]` (host) and hand the output to `sink` band by band.
+
+        `sink(first_row, rows)` gets `[N, 3, r, sW]` float32 in `[0, 1]` (host), top to bottom, as soon as no
+        later tile touches those rows, so no output-sized float buffer is ever held here (docs/engine.md,
+        "Band-wise output"). After an out-of-memory restart the bands start again from row 0: a sink that
+        stores rows by position needs no special case.
+        """
+        images = self._checked(images, "upscale_bands")
         height, width = images.shape[2], images.shape[3]
         while True:
             geo = self._choose(height, width)
             try:
                 with torch.inference_mode():
-                    out = self._run(images, geo)
+                    self._run(images, geo, sink)
             except Exception as exc:  # noqa: BLE001 - out of memory anywhere in the run (fp32 redo too)
                 if not (isinstance(exc, _OutOfMemory) or is_out_of_memory(exc)):
                     raise
@@ -175,11 +188,23 @@ class Upscaler:
             self.last_tile, self.last_overlap, self.last_patch, self.last_batch = (
                 geo.tile, geo.context, geo.patch, geo.batch,
             )
-            return out
+            return
+
+    @staticmethod
+    def _checked(images: Tensor, name: str) -> Tensor:
+        """`images` as a contiguous float32 host tensor, or a `UsageError` naming what is wrong."""
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise UsageError(f"{name} expects an [N, 3, H, W] float tensor, got {shape}")
+        if not images.is_floating_point():
+            raise UsageError(f"expected float pixels in [0, 1], got {images.dtype}")
+        if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
+            raise UsageError(f"cannot upscale an empty tensor of shape {tuple(images.shape)}")
+        return images.detach().to("cpu", torch.float32).contiguous()
 
     # ------------------------------------------------------------------ choices
 
-    def _choose(self, height: int, width: int) -> "_Geometry":
+    def _choose(self, height: int, width: int) -> Geometry:
         """Tile, context and batch size for an image of this size (tile 0 = one pass)."""
         context = DEFAULT_OVERLAP if self.overlap is None else self.overlap
         if self.tile is None:
@@ -205,9 +230,9 @@ class Upscaler:
             batch = auto_batch(self.model, self.device, self.dtype, area, cap=MAX_AUTO_BATCH)
         if self._batch_limit is not None:
             batch = min(batch, self._batch_limit)
-        return _Geometry(tile, context, patch, batch)
+        return Geometry(tile, context, patch, batch)
 
-    def _shrink(self, geo: "_Geometry") -> None:
+    def _shrink(self, geo: Geometry) -> None:
         """After an out-of-memory: halve the batch, else the patch; give up below `MIN_PATCH`."""
         gc.collect()
         if self.device.type == "cuda":
@@ -227,41 +252,49 @@ class Upscaler:
 
     # ------------------------------------------------------------------ the passes
 
-    def _run(self, images: Tensor, geo: "_Geometry") -> Tensor:
+    def _run(self, images: Tensor, geo: Geometry, sink: BandSink) -> None:
         n, _, height, width = images.shape
         tile, batch = geo.tile, geo.batch
-        plan = plan_tiles(height, width, tile, geo.context, 2 * geo.context * FEATHER_SHARE)
+        feather = 2 * geo.context * FEATHER_SHARE
+        rows, cols = plan_axis(height, tile, geo.context, feather), plan_axis(width, tile, geo.context, feather)
+        groups = row_major_batches(rows, cols, n, batch)
+        tiles = len(rows) * len(cols)
         layers = list(getattr(self.model, "conv_attn_layers", lambda: [])())
-        use_stats = self.whole_image_stats and len(plan) > 1 and bool(layers)
+        use_stats = self.whole_image_stats and tiles > 1 and bool(layers)
         # Statistics: patch-sized tiles without context (same memory, a quarter of the work
         # at tile 64 / overlap 32); each records the pixels it owns.
         stats_tile = aligned_tile(geo.patch, self.align) if geo.patch >= self.align else geo.patch
         stats_plan = plan_tiles(height, width, stats_tile, 0, 0.0) if use_stats else []
-        items = [(i, t) for t in plan for i in range(n)]
         stats_items = [(i, t) for t in stats_plan for i in range(n)]
-        self._counter = _Counter(len(items) + len(stats_items), tile, batch, geo.patch)
+        self._counter = TileCounter(tiles * n + len(stats_items), tile, batch, geo.patch)
         hook: Optional[StatsHook] = None
         try:
             if use_stats:
                 hook = StatsHook(layers, n, self.device)
                 self._install(hook)
-                for _ in self._stream(images, stats_items, batch, hook, "stats"):
+                for _ in self._stream(images, list(batches_by_shape(stats_items, batch)), hook, "stats"):
                     pass
                 hook.finish_recording(height * width)
                 if not all(bool(torch.isfinite(m).all()) for m in hook.means or []):
                     hook = self._fp32_stats(images, stats_items, layers, height * width)
                     self._install(hook)
-            if len(plan) == 1 and batch >= n:
-                # One pass over all images: its output is the result (no canvas copy).
-                (done,) = list(self._stream(images, items, batch, hook, "upscale"))
+            if tiles == 1 and len(groups) == 1:
+                # One pass over all images: its output is the result (no blending).
+                (done,) = list(self._stream(images, groups, hook, "upscale"))
                 assert done.output is not None
-                return done.output.contiguous()
-            canvas = torch.zeros(n, 3, height * self.scale, width * self.scale)
-            for done in self._stream(images, items, batch, hook, "upscale"):
-                self._blend(canvas, done)
-            return canvas
+                sink(0, done.output.contiguous())
+                return
+            blender = BandBlender(rows, len(cols), n, width * self.scale, self.scale, sink)
+            for done in self._stream(images, groups, hook, "upscale"):
+                self._blend(blender, done)
         finally:
             self._install(None)
+
+    def _blend(self, blender: BandBlender, batch: BatchInFlight) -> None:
+        """Add a finished batch's tiles to the band blender (which passes finished rows on)."""
+        assert batch.output is not None
+        for b, (i, t) in enumerate(zip(batch.images, batch.tiles)):
+            blender.add(i, t, batch.output[b])
 
     def _install(self, hook: Optional[StatsHook]) -> None:
         """Put `hook` into the model (and its fp32 copy, when there is one), or remove it."""
@@ -275,19 +308,18 @@ class Upscaler:
     def _stream(
         self,
         images: Tensor,
-        items: Sequence[tuple[int, Tile]],
-        batch: int,
+        groups: Sequence[list[Item]],
         hook: Optional[StatsHook],
         phase: str,
-    ) -> Iterator[_Batch]:
-        """Run `items` in batches of equal-shape tiles; yield each finished batch in order.
+    ) -> Iterator[BatchInFlight]:
+        """Run each group of equal-shape tiles as one forward pass; yield each finished batch in order.
 
         One batch stays in flight: on CUDA the next batch is queued before the previous
         one's output is waited for, so host-side blending overlaps device work.
         """
         keep = phase == "upscale"
-        pending: Optional[_Batch] = None
-        for group in _batches(items, batch):
+        pending: Optional[BatchInFlight] = None
+        for group in groups:
             current = self._launch(images, group, hook, keep)
             if pending is not None:
                 yield self._finish(images, pending, hook, phase)
@@ -297,7 +329,7 @@ class Upscaler:
 
     def _launch(
         self, images: Tensor, group: list[tuple[int, Tile]], hook: Optional[StatsHook], keep: bool
-    ) -> _Batch:
+    ) -> BatchInFlight:
         idx = [i for i, _ in group]
         tiles = [t for _, t in group]
         if hook is not None:
@@ -307,9 +339,9 @@ class Upscaler:
             try:
                 y = self.model(x)
             except StatsComplete:
-                return _Batch(idx, tiles, None, None, None)
+                return BatchInFlight(idx, tiles, None, None, None)
             if not keep:
-                return _Batch(idx, tiles, None, None, None)
+                return BatchInFlight(idx, tiles, None, None, None)
             finite = torch.isfinite(y).flatten(1).all(dim=1)
             y = y.clamp_(0, 1).float()
         except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled here
@@ -317,7 +349,7 @@ class Upscaler:
                 raise _OutOfMemory() from None
             raise
         output, finite_host, event = self._download(y, finite)
-        return _Batch(idx, tiles, output, finite_host, event)
+        return BatchInFlight(idx, tiles, output, finite_host, event)
 
     def _upload(
         self, images: Tensor, idx: list[int], tiles: list[Tile], dtype: Optional[torch.dtype] = None
@@ -344,7 +376,7 @@ class Upscaler:
             event.record()
         return out, flags, event
 
-    def _finish(self, images: Tensor, batch: _Batch, hook: Optional[StatsHook], phase: str) -> _Batch:
+    def _finish(self, images: Tensor, batch: BatchInFlight, hook: Optional[StatsHook], phase: str) -> BatchInFlight:
         if batch.event is not None:
             batch.event.synchronize()
         if batch.finite is not None and not bool(batch.finite.all()):
@@ -367,7 +399,7 @@ class Upscaler:
             self._install(self._hook)
         return self._fp32_model
 
-    def _redo_fp32(self, images: Tensor, batch: _Batch, hook: Optional[StatsHook]) -> None:
+    def _redo_fp32(self, images: Tensor, batch: BatchInFlight, hook: Optional[StatsHook]) -> None:
         """Redo the items of `batch` whose output is not finite with an fp32 copy of the model."""
         assert batch.output is not None and batch.finite is not None
         if self.dtype == torch.float32:
@@ -400,7 +432,7 @@ class Upscaler:
         model = self._fp32()
         hook = StatsHook(layers, int(images.shape[0]), self.device)
         self._install(hook)
-        for group in _batches(items, 1):
+        for group in batches_by_shape(items, 1):
             idx, tiles = [i for i, _ in group], [t for _, t in group]
             hook.set_batch(idx, tiles)
             try:
@@ -411,23 +443,6 @@ class Upscaler:
         if not all(bool(torch.isfinite(m).all()) for m in hook.means or []):
             raise EngineError("the model produced NaN/Inf even in float32: the weights are broken")
         return hook
-
-    # ------------------------------------------------------------------ output
-
-    def _blend(self, canvas: Tensor, batch: _Batch) -> None:
-        """Add each tile's weighted output into the canvas (weights sum to one per pixel)."""
-        assert batch.output is not None
-        s = self.scale
-        for b, (i, t) in enumerate(zip(batch.images, batch.tiles)):
-            r0, r1, wr = _window(t.rows, s)
-            c0, c1, wc = _window(t.cols, s)
-            y = batch.output[b, :, r0:r1, c0:c1]  # owned by the engine: weight in place
-            if wr is not None:
-                y.mul_(wr.view(1, -1, 1))
-            if wc is not None:
-                y.mul_(wc.view(1, 1, -1))
-            oy, ox = t.rows.start * s, t.cols.start * s
-            canvas[i, :, oy + r0 : oy + r1, ox + c0 : ox + c1].add_(y)
 
     # ------------------------------------------------------------------ reporting
 
@@ -456,41 +471,6 @@ class Upscaler:
         )
         self._notice = ""
         self.progress(event)
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """How one image is cut: tile (0 = whole), context per side, patch side, batch size."""
-
-    tile: int
-    context: int
-    patch: int
-    batch: int
-
-
-@dataclass
-class _Counter:
-    total: int
-    tile: int
-    batch: int
-    patch: int
-    done: int = 0
-
-
-@lru_cache(maxsize=4096)
-def _window(span: Span, scale: int) -> tuple[int, int, Optional[Tensor]]:
-    return blend_window(span, scale)
-
-
-def _batches(items: Sequence[tuple[int, Tile]], size: int) -> Iterator[list[tuple[int, Tile]]]:
-    """Consecutive groups of at most `size` items of equal tile shape, largest shapes first."""
-    by_shape: dict[tuple[int, int], list[tuple[int, Tile]]] = {}
-    for item in items:
-        by_shape.setdefault(item[1].shape, []).append(item)
-    for shape in sorted(by_shape, key=lambda s: -s[0] * s[1]):
-        group = by_shape[shape]
-        for k in range(0, len(group), size):
-            yield group[k : k + size]
 
 
 __all__: Sequence[str] = ["EngineWarning", "Upscaler", "is_out_of_memory"]

@@ -530,10 +530,10 @@ def test_cuda_transfer_path_simulated(tiny_model, monkeypatch):
     blended = []
     real_blend = up._blend
 
-    def blend(canvas, batch):
+    def blend(blender, batch):
         assert batch.event is not None and batch.event.done  # waited for before use
         blended.append(len(batch.images))
-        real_blend(canvas, batch)
+        real_blend(blender, batch)
 
     up._blend = blend  # type: ignore[method-assign]
     out = up.upscale(x)
