@@ -22,7 +22,8 @@ from esc_cli.api.resources import ResourceCheck
 from esc_cli.errors import EscError, InputError, OutputError, OutputExistsError
 from esc_cli.io.atomic import atomic_output, same_file
 from esc_cli.io.decode import read_image
-from esc_cli.io.encode import PreparedImage, encode_prepared, prepare_image, write_image
+from esc_cli.io.canvas import PreparedImage
+from esc_cli.io.encode import encode_prepared, write_image
 from esc_cli.io.images import ImageData, writable_format
 
 
@@ -57,11 +58,13 @@ class JobRun:
         self.label = job.item.label
         self.notes: list[str] = []
         self.data: Optional[ImageData] = None
-        self.result: Optional[ImageData] = None
+        self.prepared: Optional[PreparedImage] = None  # the quantised output, between `upscale` and `store`
+        self.in_size: Optional[tuple[int, int]] = None  # (width, height), kept when the input is dropped
+        self.input_notes: list[str] = []
         self.tile: Optional[int] = None  # how the engine ran it, for the ItemFinished event
         self.device: Optional[str] = None
         self.dtype: Optional[str] = None
-        self.out_size: Optional[tuple[int, int]] = None  # (width, height), kept when the result is dropped
+        self.out_size: Optional[tuple[int, int]] = None  # (width, height), kept when the output is dropped
         self.started = time.perf_counter()
 
     @property
@@ -109,28 +112,29 @@ class JobRun:
         )
 
     def upscale(self) -> None:
-        """Run the network on the decoded pixels (the calling thread owns the device)."""
+        """Run the network on the decoded pixels into the quantised output (the calling thread owns the device).
+
+        The decoded input is dropped afterwards: from here on the item holds only its 8- or 16-bit output.
+        """
         assert self.data is not None
         processor = self.context.processor
         processor.set_progress(self.context.emit)
         processor.last_tile = None
-        self.result = processor.upscale(self.data, self.index)
+        data = self.data
+        fmt = self.job.format or writable_format(data.format)
+        self.prepared = processor.upscale_prepared(data, fmt, notes=self.notes, index=self.index)
+        self.in_size, self.out_size = (data.width, data.height), (self.prepared.width, self.prepared.height)
+        self.input_notes = list(data.notes)
+        self.data = None
         self.tile = processor.last_tile
         self.device = processor.last_device or processor.device
         self.dtype = processor.last_dtype or processor.dtype
 
     def store(self) -> None:
-        """Encode and write the result atomically (to stdout when the job has no output path).
-
-        The float result is quantised first and then dropped, so that the encoder runs with the 8- or 16-bit
-        array alone (an output-sized float buffer less at the peak).
-        """
-        assert self.data is not None and self.result is not None
+        """Encode and write the output atomically (to stdout when the job has no output path), then drop it."""
+        assert self.prepared is not None
         job, options = self.job, self.context.options
-        fmt = job.format or writable_format(self.data.format)
-        self.out_size = (self.result.width, self.result.height)
-        prepared = prepare_image(self.result, fmt, notes=self.notes)
-        self.result = None
+        prepared, self.prepared = self.prepared, None
         if job.output is None:
             encoded = encode_prepared(prepared, quality=options.quality, png_level=options.png_level,
                                       notes=self.notes)  # fmt: skip
@@ -138,17 +142,17 @@ class JobRun:
             target.write(encoded)
             target.flush()
         else:
-            _write(job, prepared, fmt, options, self.context.input_paths, self.notes)
+            _write(job, prepared, prepared.fmt, options, self.context.input_paths, self.notes)
 
     def note_warnings(self, caught: list[warnings.WarningMessage]) -> None:
         self.notes.extend(str(w.message) for w in caught)
 
     def done(self) -> ItemFinished:
-        assert self.data is not None and self.out_size is not None
+        assert self.in_size is not None and self.out_size is not None
         return self.ended(
-            "done", tile=self.tile, device=self.device, dtype=self.dtype, width=self.data.width,
-            height=self.data.height, out_width=self.out_size[0], out_height=self.out_size[1],
-            notes=list(self.data.notes) + self.notes,
+            "done", tile=self.tile, device=self.device, dtype=self.dtype, width=self.in_size[0],
+            height=self.in_size[1], out_width=self.out_size[0], out_height=self.out_size[1],
+            notes=self.input_notes + self.notes,
         )  # fmt: skip
 
     def failed(self, exc: Exception) -> ItemFinished:

@@ -57,6 +57,31 @@ def to_gray(rgb: Tensor) -> Tensor:
     return (rgb[0:1] * r + rgb[1:2] * g + rgb[2:3] * b).clamp_(0.0, 1.0)
 
 
+def lands_exactly(height: int, width: int, model_scale: int, scale: float) -> bool:
+    """True when the network's last pass produces exactly the target size (no resampling after it), so its
+    output can go to the encoder row band by row band."""
+    target = target_size(height, width, scale)
+    if plan_passes(model_scale, scale) == 1:
+        return target == (height * model_scale, width * model_scale)
+    return all(t % model_scale == 0 for t in target)
+
+
+def before_last_pass(
+    image: Tensor, run: Callable[[Tensor, int], Tensor], model_scale: int, scale: float
+) -> Tensor:
+    """Run every pass but the last on `[3, H, W]` (resampling as this module's docstring says): the last
+    pass's input."""
+    height, width = image.shape[-2:]
+    target = target_size(height, width, scale)
+    passes = plan_passes(model_scale, scale)
+    x = image
+    for i in range(passes - 1):
+        x = run(x, i)
+    if passes > 1:
+        x = resample(x, (math.ceil(target[0] / model_scale), math.ceil(target[1] / model_scale)))
+    return x
+
+
 def upscale_plane(
     image: Tensor, run: Callable[[Tensor, int], Tensor], model_scale: int, scale: float
 ) -> Tensor:
@@ -64,13 +89,6 @@ def upscale_plane(
 
     `run(x, pass_index)` applies the network once (`[3, h, w]` -> `[3, m*h, m*w]`).
     """
-    height, width = image.shape[-2:]
-    target = target_size(height, width, scale)
-    passes = plan_passes(model_scale, scale)
-    x = image
-    for i in range(passes):
-        if i == passes - 1 and i > 0:
-            need = (math.ceil(target[0] / model_scale), math.ceil(target[1] / model_scale))
-            x = resample(x, need)
-        x = run(x, i)
-    return resample(x, target)
+    target = target_size(image.shape[-2], image.shape[-1], scale)
+    x = before_last_pass(image, run, model_scale, scale)
+    return resample(run(x, plan_passes(model_scale, scale) - 1), target)

@@ -14,9 +14,10 @@ from torch import Tensor
 
 from esc_cli.api.events import EventCallback, ItemProgress
 from esc_cli.api.options import UpscaleOptions
-from esc_cli.api.pixels import bleed_colors, to_gray, upscale_plane
+from esc_cli.api.pixels import before_last_pass, bleed_colors, lands_exactly, target_size, to_gray, upscale_plane
 from esc_cli.engine.rescale import plan_passes, resample
 from esc_cli.engine.progress import TileProgress
+from esc_cli.io.canvas import PreparedImage, prepare_image
 from esc_cli.io.images import ImageData
 
 
@@ -100,3 +101,37 @@ class ImageProcessor:
         pixels = torch.cat(planes, 0) if len(planes) > 1 else out
         return ImageData(pixels=pixels.contiguous(), bit_depth=image.bit_depth, icc_profile=image.icc_profile,
                          exif=image.exif, format=image.format, notes=list(image.notes))
+
+    def upscale_prepared(self, image: ImageData, fmt: str, *, notes: Optional[list[str]] = None,
+                         index: int = 0) -> PreparedImage:
+        """Upscale `image` like `upscale`, straight into the quantised output for `fmt` (same pixels).
+
+        When the last pass lands on the target size and alpha is absent or constant (the common case), rows go
+        from the engine's blending band to the 8- or 16-bit output as they are finished: no output-sized float
+        image exists (docs/engine.md, "Band-wise output"). Otherwise (a resampling after the last pass, varying
+        alpha) the float result is made first and quantised after.
+        """
+        constant: Optional[float] = None
+        if image.alpha is not None:
+            lo, hi = float(image.alpha.min()), float(image.alpha.max())
+            constant = lo if lo == hi else None
+        m, scale = self.model_scale, self.options.scale
+        if (image.alpha is not None and constant is None) or not lands_exactly(image.height, image.width, m, scale):
+            return prepare_image(self.upscale(image, index), fmt, notes=notes)
+        self._index = index
+        passes = plan_passes(m, scale)
+        rgb = image.color.expand(3, -1, -1) if image.is_gray else image.color
+        x = before_last_pass(rgb, self._runner("color", passes), m, scale)
+        height, width = target_size(image.height, image.width, scale)
+        prepared = PreparedImage(height, width, image.channels, image.bit_depth, fmt, icc_profile=image.icc_profile,
+                                 exif=image.exif, notes=notes)
+
+        def store(top: int, rows: Tensor) -> None:
+            band = to_gray(rows[0]) if image.is_gray else rows[0]
+            if constant is not None:
+                band = torch.cat([band, band.new_full((1, *band.shape[1:]), constant)])
+            prepared.write(top, band)
+
+        self._stage = f"color {passes}/{passes}"
+        self.engine.upscale_bands(x.contiguous()[None], store)
+        return prepared

@@ -11,109 +11,68 @@ import io
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, TiffImagePlugin, features
-from torch import Tensor
 
-from esc_cli.errors import OutputError
-from esc_cli.io.images import (
-    DEFAULT_PNG_LEVEL,
-    DEFAULT_QUALITY,
-    EXIF_IFD_TAG,
-    GPS_IFD_TAG,
-    OUTPUT_FORMATS,
-    TIFF_STRUCTURE_TAGS,
-    ImageData,
-    output_format_for,
-)
-
-
-# Rows quantised at a time: the float copy that clamping and rounding need stays band-sized.
-QUANTIZE_ROWS = 128
-
-
-def _quantize(pixels: Tensor, bit_depth: int) -> np.ndarray:
-    """`[C, H, W]` float in [0, 1] -> `[H, W, C]` uint8/uint16, rounded to nearest, band by band (no
-    image-sized float copy: 3 or 6 bytes per pixel on top of the input, not 15)."""
-    top = 65535.0 if bit_depth == 16 else 255.0
-    channels, height, width = pixels.shape
-    out = np.empty((height, width, channels), dtype=np.uint16 if bit_depth == 16 else np.uint8)
-    target = torch.from_numpy(out)  # shares out's memory
-    for r0 in range(0, height, QUANTIZE_ROWS):
-        band = pixels[:, r0 : r0 + QUANTIZE_ROWS].detach().float().clamp(0.0, 1.0).mul_(top).round_()
-        target[r0 : r0 + QUANTIZE_ROWS].copy_(band.permute(1, 2, 0))  # whole numbers: the cast is exact
-    return out
-
-
-@dataclass(frozen=True)
-class PreparedImage:
-    """What the encoders need, quantised: `array` `[H, W, C]` uint8/uint16 in the output format's layout."""
-
-    array: np.ndarray
-    fmt: str
-    icc_profile: Optional[bytes]
-    exif: Optional[bytes]
-
-
-def prepare_image(image: ImageData, fmt: str, *, notes: Optional[list[str]] = None) -> PreparedImage:
-    """Quantise `image` for `fmt` ("png", "jpeg", "webp", "tiff"): depth, alpha and gray as the format stores them.
-
-    JPEG and WebP store 8 bits (a note says so), JPEG has no alpha (flattened on white, with a note), WebP has
-    no gray (stored as RGB). After this the float pixels are no longer needed: a caller that drops them keeps
-    only the quantised array while the file is encoded.
-    """
-    notes = notes if notes is not None else []
-    fmt = output_format_for(fmt) or fmt
-    if fmt not in OUTPUT_FORMATS:
-        raise OutputError(f"cannot write format {fmt!r}; use png, jpg, webp or tiff")
-    pixels, depth = image.pixels, image.bit_depth
-    if fmt in ("jpeg", "webp") and depth == 16:
-        notes.append(f"{fmt.upper()} stores 8 bits per channel; 16-bit data reduced (use png or tiff to keep it)")
-        depth = 8
-    if fmt == "jpeg" and image.has_alpha:
-        notes.append("JPEG has no alpha; flattened on white (use png, webp or tiff to keep it)")
-        pixels = _flatten_alpha(pixels)
-    if fmt == "webp" and image.channels in (1, 2):
-        pixels = torch.cat([pixels[:1].expand(3, -1, -1), pixels[1:]], 0)
-    return PreparedImage(_quantize(pixels, depth), fmt, image.icc_profile, image.exif)
-
-
-def _flatten_alpha(pixels: Tensor, background: float = 1.0) -> Tensor:
-    """Composite straight alpha over a flat background -> colour channels only."""
-    color, alpha = pixels[:-1], pixels[-1:]
-    return color * alpha + background * (1.0 - alpha)
+from esc_cli.io.canvas import PreparedImage, prepare_image
+from esc_cli.io.images import DEFAULT_PNG_LEVEL, DEFAULT_QUALITY, EXIF_IFD_TAG, GPS_IFD_TAG, TIFF_STRUCTURE_TAGS, ImageData
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+# Rows of 16-bit PNG filtered and compressed at a time.
+PNG16_ROWS = 256
+
+
+def write_png16(
+    arr: np.ndarray, stream: BinaryIO, *, icc_profile: Optional[bytes] = None, exif: Optional[bytes] = None,
+    level: int = DEFAULT_PNG_LEVEL,
+) -> int:
+    """Write `[H, W, C]` uint16 (C = 1..4) to `stream` as a 16-bit PNG with optional iCCP and eXIf chunks.
+
+    Rows are filtered ("Up": each byte minus the byte above, modulo 256; the first row "None") and deflated
+    `PNG16_ROWS` at a time, each piece of deflate output its own IDAT chunk: memory stays band-sized.
+    Returns the number of bytes written.
+    """
+    height, width, channels = arr.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    head = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0))]
+    if icc_profile:
+        head.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
+    if exif:
+        head.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    written = stream.write(b"".join(head)) or 0
+    deflate = zlib.compressobj(level)
+    above: Optional[np.ndarray] = None
+    for r0 in range(0, height, PNG16_ROWS):
+        rows = arr[r0 : r0 + PNG16_ROWS].astype(">u2").reshape(-1, width * channels).view(np.uint8)
+        body = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+        body[:, 0] = 2
+        body[1:, 1:] = rows[1:] - rows[:-1]
+        if above is None:
+            body[0, 0], body[0, 1:] = 0, rows[0]
+        else:
+            body[0, 1:] = rows[0] - above
+        above = rows[-1].copy()
+        piece = deflate.compress(body.tobytes())
+        if piece:
+            written += stream.write(_png_chunk(b"IDAT", piece)) or 0
+    written += stream.write(_png_chunk(b"IDAT", deflate.flush()) + _png_chunk(b"IEND", b"")) or 0
+    return written
+
+
 def encode_png16(
     arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: Optional[bytes] = None, level: int = DEFAULT_PNG_LEVEL
 ) -> bytes:
-    """`[H, W, C]` uint16 (C = 1..4) -> a 16-bit PNG with optional iCCP and eXIf chunks."""
-    height, width, channels = arr.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = arr.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    # filter "Up" (2): byte minus the byte above, modulo 256; the first row uses "None".
-    filtered = rows.copy()
-    filtered[1:] = rows[1:] - rows[:-1]
-    kinds = np.full((height, 1), 2, np.uint8)
-    kinds[0, 0] = 0
-    body = np.concatenate([kinds, filtered], axis=1).tobytes()
-    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0))]
-    if icc_profile:
-        out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
-    if exif:
-        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    out.append(_png_chunk(b"IDAT", zlib.compress(body, level)))
-    out.append(_png_chunk(b"IEND", b""))
-    return b"".join(out)
+    """`[H, W, C]` uint16 (C = 1..4) -> 16-bit PNG bytes (see `write_png16`)."""
+    buffer = io.BytesIO()
+    write_png16(arr, buffer, icc_profile=icc_profile, exif=exif, level=level)
+    return buffer.getvalue()
 
 
 def encode_tiff16(arr: np.ndarray, *, icc_profile: Optional[bytes] = None, exif: Optional[bytes] = None) -> bytes:
@@ -179,20 +138,35 @@ def encode_prepared(
     png_level: int = DEFAULT_PNG_LEVEL,
     notes: Optional[list[str]] = None,
 ) -> bytes:
-    """File bytes of a quantised image (see `prepare_image`), ICC profile and EXIF embedded."""
+    """File bytes of a quantised image (see `esc_cli.io.canvas.PreparedImage`), ICC profile and EXIF embedded."""
+    buffer = io.BytesIO()
+    save_prepared(prepared, buffer, quality=quality, png_level=png_level, notes=notes)
+    return buffer.getvalue()
+
+
+def save_prepared(
+    prepared: PreparedImage,
+    stream: BinaryIO,
+    *,
+    quality: Optional[int] = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
+    notes: Optional[list[str]] = None,
+) -> None:
+    """Encode a quantised image straight into `stream` (no copy of the encoded file in memory)."""
     notes = notes if notes is not None else []
-    arr, fmt = prepared.array, prepared.fmt
-    depth = 16 if arr.dtype == np.uint16 else 8
-    icc, exif = prepared.icc_profile, prepared.exif
-    if depth == 16 and fmt == "png":
-        return encode_png16(arr, icc_profile=icc, exif=exif, level=png_level)
-    if depth == 16 and fmt == "tiff":
+    fmt, icc, exif = prepared.fmt, prepared.icc_profile, prepared.exif
+    if prepared.array is not None:  # 16 bits: esc's own encoders
+        arr = prepared.array
+        if fmt == "png":
+            write_png16(arr, stream, icc_profile=icc, exif=exif, level=png_level)
+            return
         if arr.shape[2] == 2:  # few readers (Pillow included) open 16-bit gray+alpha TIFF
             notes.append("16-bit gray+alpha TIFF stored as RGBA (use png to keep it gray)")
             arr = arr[..., [0, 0, 0, 1]]
-        return encode_tiff16(arr, icc_profile=icc, exif=exif)
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
-    im = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode=mode)
+        stream.write(encode_tiff16(arr, icc_profile=icc, exif=exif))
+        return
+    im = prepared.image
+    assert im is not None
     kwargs: dict = {}
     if icc:
         kwargs["icc_profile"] = icc
@@ -201,39 +175,42 @@ def encode_prepared(
     if fmt == "jpeg":
         q = quality or DEFAULT_QUALITY["jpeg"]
         kwargs.update(quality=q, subsampling=0 if q >= 90 else 2, optimize=True)
-    elif fmt == "webp":
+        _save_jpeg(im, kwargs, stream)
+        return
+    if fmt == "webp":
         q = quality or DEFAULT_QUALITY["webp"]
         kwargs.update(quality=q, lossless=q >= 100, method=4)
     elif fmt == "png":
         kwargs.update(compress_level=png_level)
     elif fmt == "tiff" and features.check("libtiff"):
         kwargs.update(compression="tiff_adobe_deflate")
-    if fmt == "jpeg":
-        return _save_jpeg(im, kwargs)
-    buffer = io.BytesIO()
-    im.save(buffer, format=fmt.upper(), **kwargs)
-    return buffer.getvalue()
+    im.save(stream, format=fmt.upper(), **kwargs)
 
 
-def _save_jpeg(im: Image.Image, kwargs: dict) -> bytes:
-    """JPEG bytes that never fail on content.
+def _save_jpeg(im: Image.Image, kwargs: dict, stream: BinaryIO) -> None:
+    """Write JPEG that never fails on content.
 
     Pillow's `optimize=True` encodes in one pass into a buffer of `ImageFile.MAXBLOCK` bytes; a
     high-entropy image (noise at quality 95 and up) overflows it ("Suspension not allowed here",
     then "broken data stream"). The buffer is raised to cover the worst case of the image, and a
-    failure still left is retried without `optimize` (same pixels, a few percent larger file).
+    failure still left is retried without `optimize` (same pixels, a few percent larger file): a
+    seekable stream is rewound for it, any other is written only once the encoding has succeeded.
     """
     worst = im.width * im.height * len(im.getbands()) * 2 + (1 << 20)
     saved = ImageFile.MAXBLOCK
     ImageFile.MAXBLOCK = max(saved, worst)
+    seekable = stream.seekable() if hasattr(stream, "seekable") else False
+    target: BinaryIO = stream if seekable else io.BytesIO()
+    start = target.tell()
     try:
-        buffer = io.BytesIO()
         try:
-            im.save(buffer, format="JPEG", **kwargs)
+            im.save(target, format="JPEG", **kwargs)
         except OSError:
-            buffer = io.BytesIO()
-            im.save(buffer, format="JPEG", **{**kwargs, "optimize": False})
-        return buffer.getvalue()
+            target.seek(start)
+            target.truncate()
+            im.save(target, format="JPEG", **{**kwargs, "optimize": False})
+        if target is not stream:
+            stream.write(target.getvalue())  # type: ignore[attr-defined]
     finally:
         ImageFile.MAXBLOCK = saved
 
@@ -249,20 +226,26 @@ def write_image(
 ) -> int:
     """Encode and write `image` to a path or a binary stream; returns the number of bytes.
 
-    Writes to exactly `target`: atomicity is the caller's job (see `esc_cli.io.atomic`).
+    Writes to exactly `target`: atomicity is the caller's job (see `esc_cli.io.atomic`). The encoder writes
+    into the file as it goes; no copy of the encoded bytes is held in memory.
     """
     if isinstance(image, ImageData):
         image = prepare_image(image, fmt, notes=notes)
-    data = encode_prepared(image, quality=quality, png_level=png_level, notes=notes)
     if isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as handle:
-            handle.write(data)
+            save_prepared(image, handle, quality=quality, png_level=png_level, notes=notes)
             handle.flush()
             os.fsync(handle.fileno())
-    else:
+            return handle.tell()
+    if not target.seekable():  # a pipe: some encoders (TIFF) seek, so encode in memory first
+        data = encode_prepared(image, quality=quality, png_level=png_level, notes=notes)
         target.write(data)
         target.flush()
-    return len(data)
+        return len(data)
+    start = target.tell()
+    save_prepared(image, target, quality=quality, png_level=png_level, notes=notes)
+    target.flush()
+    return target.tell() - start
 
 
 def estimate_encoded_bytes(width: int, height: int, channels: int, bit_depth: int, fmt: str) -> int:

@@ -78,16 +78,16 @@ def test_a_failed_write_costs_only_its_item(folder, tmp_path, tiny_model, monkey
 def test_interrupt_keeps_finished_outputs_whole(folder, tmp_path, tiny_model, monkeypatch):
     import esc_cli.api.processor as processor
 
-    real = processor.ImageProcessor.upscale
+    real = processor.ImageProcessor.upscale_prepared
     calls = []
 
-    def interrupted(self, image, index=0):
-        calls.append(index)
+    def interrupted(self, image, fmt, **kw):
+        calls.append(kw.get("index"))
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, image, index)
+        return real(self, image, fmt, **kw)
 
-    monkeypatch.setattr(processor.ImageProcessor, "upscale", interrupted)
+    monkeypatch.setattr(processor.ImageProcessor, "upscale_prepared", interrupted)
     events = []
     monkeypatch.setenv("ESC_OVERLAP", "1")
     with pytest.raises(KeyboardInterrupt):

@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from esc_cli.io import encode
+from esc_cli.io import canvas, encode
 
 
 @pytest.mark.parametrize("depth", [8, 16])
-@pytest.mark.parametrize("height", [1, encode.QUANTIZE_ROWS - 1, encode.QUANTIZE_ROWS * 2 + 37])
+@pytest.mark.parametrize("height", [1, canvas.QUANTIZE_ROWS - 1, canvas.QUANTIZE_ROWS * 2 + 37])
 def test_bands_equal_the_whole_image(depth, height):
     pixels = torch.rand(3, height, 19, generator=torch.Generator().manual_seed(height)) * 1.2 - 0.1  # out of range too
     top = 65535.0 if depth == 16 else 255.0
     whole = pixels.clamp(0, 1).mul(top).round().permute(1, 2, 0).numpy().astype(np.uint16 if depth == 16 else np.uint8)
-    banded = encode._quantize(pixels, depth)
+    banded = canvas.quantize(pixels, depth)
     assert banded.dtype == whole.dtype and np.array_equal(banded, whole)
 
 
-def test_the_job_drops_its_float_result_before_encoding(tmp_path, tiny_model, monkeypatch):
+def test_the_job_drops_its_input_and_holds_only_the_quantised_output(tmp_path, tiny_model):
     from PIL import Image
 
     from esc_cli.api.inputs import collect_inputs
@@ -38,14 +38,8 @@ def test_the_job_drops_its_float_result_before_encoding(tmp_path, tiny_model, mo
     assert run.check() is None
     run.read()
     run.upscale()
-    seen = []
-    real = encode.encode_prepared
-
-    def spy(prepared, **kw):
-        seen.append(run.result)
-        return real(prepared, **kw)
-
-    monkeypatch.setattr(encode, "encode_prepared", spy)  # write_image's own lookup
+    assert run.data is None and run.prepared is not None and run.prepared.image.mode == "RGB"
     run.store()
-    assert seen == [None] and run.done().out_width == 20
-    assert (tmp_path / "out.png").exists()
+    assert run.prepared is None and run.done().out_width == 20 and run.done().width == 10
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.size == (20, 16) and out.mode == "RGB"
