@@ -106,9 +106,9 @@ class ImageProcessor:
                          index: int = 0) -> PreparedImage:
         """Upscale `image` like `upscale`, straight into the quantised output for `fmt` (same pixels).
 
-        When the last pass lands on the target size and alpha is absent or constant (the common case), rows go
-        from the engine's blending band to the 8- or 16-bit output as they are finished: no output-sized float
-        image exists (docs/engine.md, "Band-wise output"). Otherwise (a resampling after the last pass, varying
+        When the last pass lands on the target size and alpha is absent or constant (the common case), pixels go
+        from the engine's blending window to the 8- or 16-bit output as they are finished: no output-sized float
+        image exists (docs/engine.md, "Block-wise output"). Otherwise (a resampling after the last pass, varying
         alpha) the float result is made first and quantised after.
         """
         constant: Optional[float] = None
@@ -126,12 +126,12 @@ class ImageProcessor:
         prepared = PreparedImage(height, width, image.channels, image.bit_depth, fmt, icc_profile=image.icc_profile,
                                  exif=image.exif, notes=notes)
 
-        def store(top: int, rows: Tensor) -> None:
-            band = to_gray(rows[0]) if image.is_gray else rows[0]
+        def store(top: int, left: int, block: Tensor) -> None:
+            pixels = to_gray(block[0]) if image.is_gray else block[0]
             if constant is not None:
-                band = torch.cat([band, band.new_full((1, *band.shape[1:]), constant)])
-            prepared.write(top, band)
+                pixels = torch.cat([pixels, pixels.new_full((1, *pixels.shape[1:]), constant)])
+            prepared.write(top, pixels, left=left)
 
         self._stage = f"color {passes}/{passes}"
-        self.engine.upscale_bands(x.contiguous()[None], store)
+        self.engine.upscale_blocks(x.contiguous()[None], store)
         return prepared

@@ -63,14 +63,19 @@ def batches_by_shape(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
 
 
 def row_major_batches(rows: Sequence[Span], cols: Sequence[Span], images: int, size: int) -> list[list[Item]]:
-    """Forward-pass groups that finish tile row after tile row (for band-wise output).
-
-    Inside a tile row, the items (every column of every frame) are grouped by shape as `batches_by_shape`
-    does; a group never mixes tile rows, so a row is complete as soon as its last group is.
+    """Forward-pass groups in row-major tile order (for block-wise output): tile row after tile row, column
+    after column, every frame of a tile together. A group holds at most `size` consecutive items of equal shape,
+    so it never reorders tiles (only a row's last column can differ in shape).
     """
     groups: list[list[Item]] = []
     for r in rows:
-        groups.extend(batches_by_shape([(i, Tile(r, c)) for c in cols for i in range(images)], size))
+        for c in cols:
+            for i in range(images):
+                tile = Tile(r, c)
+                if groups and len(groups[-1]) < size and groups[-1][0][1].shape == tile.shape and groups[-1][0][1].rows == r:
+                    groups[-1].append((i, tile))
+                else:
+                    groups.append([(i, tile)])
     return groups
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from esc_cli.engine.devices import auto_batch, auto_tile, dtype_name, resolve_device, resolve_dtype
 from esc_cli.engine.progress import ProgressCallback, TileProgress
-from esc_cli.engine.bands import BandBlender, BandSink
+from esc_cli.engine.bands import BlockBlender, BlockSink
 from esc_cli.engine.schedule import (
     BatchInFlight,
     Geometry,
@@ -147,33 +147,34 @@ class Upscaler:
 
         Same tiling as `upscale`; the same tile of several frames shares a forward pass,
         and each frame keeps its own statistics. Frame n of the result equals
-        `upscale(images[n])`. The result is assembled from `upscale_bands`.
+        `upscale(images[n])`. The result is assembled from `upscale_blocks`.
         """
         images = self._checked(images, "upscale_batch")
         n, _, height, width = images.shape
         full = (n, 3, height * self.scale, width * self.scale)
         result: list[Tensor] = []
 
-        def keep(top: int, rows: Tensor) -> None:
-            if top == 0 and tuple(rows.shape) == full:  # one pass: its output is the result, no copy
-                result[:] = [rows]
+        def keep(top: int, left: int, block: Tensor) -> None:
+            if tuple(block.shape) == full:  # one pass over the whole image: its output is the result, no copy
+                result[:] = [block]
                 return
             if not result or tuple(result[0].shape) != full:
                 result[:] = [torch.empty(full)]
-            result[0][:, :, top : top + rows.shape[2]].copy_(rows)
+            result[0][:, :, top : top + block.shape[2], left : left + block.shape[3]].copy_(block)
 
-        self.upscale_bands(images, keep)
+        self.upscale_blocks(images, keep)
         return result[0].contiguous()
 
-    def upscale_bands(self, images: Tensor, sink: BandSink) -> None:
-        """Upscale `[N, 3, H, W]` float in `[0, 1]` (host) and hand the output to `sink` band by band.
+    def upscale_blocks(self, images: Tensor, sink: BlockSink) -> None:
+        """Upscale `[N, 3, H, W]` float in `[0, 1]` (host) and hand the output to `sink` block by block.
 
-        `sink(first_row, rows)` gets `[N, 3, r, sW]` float32 in `[0, 1]` (host), top to bottom, as soon as no
-        later tile touches those rows, so no output-sized float buffer is ever held here (docs/engine.md,
-        "Band-wise output"). After an out-of-memory restart the bands start again from row 0: a sink that
-        stores rows by position needs no special case.
+        `sink(top, left, block)` gets `[N, 3, h, w]` float32 in `[0, 1]` (host) for output rows `top:top+h`,
+        columns `left:left+w`, row-major, as soon as no later tile touches those pixels, so no output-sized
+        float buffer is ever held here (docs/engine.md, "Block-wise output"). The block is valid during the
+        call only. After an out-of-memory restart the blocks start again from the top left: a sink that stores
+        pixels by position needs no special case.
         """
-        images = self._checked(images, "upscale_bands")
+        images = self._checked(images, "upscale_blocks")
         height, width = images.shape[2], images.shape[3]
         while True:
             geo = self._choose(height, width)
@@ -252,7 +253,7 @@ class Upscaler:
 
     # ------------------------------------------------------------------ the passes
 
-    def _run(self, images: Tensor, geo: Geometry, sink: BandSink) -> None:
+    def _run(self, images: Tensor, geo: Geometry, sink: BlockSink) -> None:
         n, _, height, width = images.shape
         tile, batch = geo.tile, geo.batch
         feather = 2 * geo.context * FEATHER_SHARE
@@ -282,16 +283,16 @@ class Upscaler:
                 # One pass over all images: its output is the result (no blending).
                 (done,) = list(self._stream(images, groups, hook, "upscale"))
                 assert done.output is not None
-                sink(0, done.output.contiguous())
+                sink(0, 0, done.output.contiguous())
                 return
-            blender = BandBlender(rows, len(cols), n, width * self.scale, self.scale, sink)
+            blender = BlockBlender(rows, cols, n, self.scale, sink)
             for done in self._stream(images, groups, hook, "upscale"):
                 self._blend(blender, done)
         finally:
             self._install(None)
 
-    def _blend(self, blender: BandBlender, batch: BatchInFlight) -> None:
-        """Add a finished batch's tiles to the band blender (which passes finished rows on)."""
+    def _blend(self, blender: BlockBlender, batch: BatchInFlight) -> None:
+        """Add a finished batch's tiles to the block blender (which passes finished pixels on)."""
         assert batch.output is not None
         for b, (i, t) in enumerate(zip(batch.images, batch.tiles)):
             blender.add(i, t, batch.output[b])

@@ -91,12 +91,13 @@ class PreparedImage:
         return cls(image.height, image.width, image.channels, image.bit_depth, fmt, icc_profile=image.icc_profile,
                    exif=image.exif, notes=notes)
 
-    def write(self, top: int, pixels: Tensor) -> None:
-        """Store rows `top : top + r` from `[C, r, W]` float in [0, 1] (C = the source's channels)."""
-        rows = int(pixels.shape[1])
-        if pixels.shape[0] != self.source_channels or pixels.shape[2] != self.width or top + rows > self.height:
-            raise ValueError(f"rows {tuple(pixels.shape)} at {top} do not fit a {self.source_channels}x"
-                             f"{self.height}x{self.width} image")
+    def write(self, top: int, pixels: Tensor, *, left: int = 0) -> None:
+        """Store `[C, h, w]` float in [0, 1] (C = the source's channels) at rows `top:top+h`, columns
+        `left:left+w`."""
+        rows, cols = int(pixels.shape[1]), int(pixels.shape[2])
+        if pixels.shape[0] != self.source_channels or top + rows > self.height or left + cols > self.width:
+            raise ValueError(f"pixels {tuple(pixels.shape)} at ({top}, {left}) do not fit a "
+                             f"{self.source_channels}x{self.height}x{self.width} image")
         for r0 in range(0, rows, QUANTIZE_ROWS):
             band = pixels[:, r0 : r0 + QUANTIZE_ROWS]
             if self.flatten:
@@ -105,11 +106,11 @@ class PreparedImage:
                 band = torch.cat([band[:1].expand(3, -1, -1), band[1:]], 0)
             y = top + r0
             if self.array is not None:
-                quantize_into(band, self.array[y : y + band.shape[1]])
+                quantize_into(band, self.array[y : y + band.shape[1], left : left + cols])
                 continue
             assert self.image is not None
             quantized = quantize(band, 8)
-            self.image.paste(Image.fromarray(quantized[..., 0] if self.channels == 1 else quantized), (0, y))
+            self.image.paste(Image.fromarray(quantized[..., 0] if self.channels == 1 else quantized), (left, y))
 
 
 def prepare_image(image: ImageData, fmt: str, *, notes: Optional[list[str]] = None) -> PreparedImage:

@@ -11,7 +11,7 @@ from PIL import Image
 from esc_cli.api.options import UpscaleOptions
 from esc_cli.api.processor import ImageProcessor
 from esc_cli.engine import Upscaler
-from esc_cli.engine.bands import BandBlender
+from esc_cli.engine.bands import BlockBlender
 from esc_cli.engine.tiling import Tile, blend_window, plan_axis
 from esc_cli.engine.upscaler import FEATHER_SHARE
 from esc_cli.io.canvas import prepare_image
@@ -40,96 +40,104 @@ def canvas_reference(model, image: torch.Tensor, tile: int, overlap: int) -> tor
     return canvas
 
 
-def collect(up: Upscaler, images: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    bands: list[tuple[int, torch.Tensor]] = []
-    up.upscale_bands(images, lambda top, rows: bands.append((top, rows.clone())))
-    return bands
+def collect(up: Upscaler, images: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+    blocks: list[tuple[int, int, torch.Tensor]] = []
+    up.upscale_blocks(images, lambda top, left, block: blocks.append((top, left, block.clone())))
+    return blocks
+
+
+def assemble(blocks, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image the blocks make, and how many times each output pixel was written."""
+    out, count = torch.full(shape, -1.0), torch.zeros(shape[-2:], dtype=torch.int32)
+    for top, left, block in blocks:
+        h, w = block.shape[-2:]
+        out[..., top : top + h, left : left + w] = block
+        count[top : top + h, left : left + w] += 1
+    return out, count
 
 
 @pytest.mark.parametrize("size,tile,overlap", [((70, 50), 16, 8), ((37, 90), 8, 4), ((64, 64), 24, 0)])
-def test_bands_arrive_in_order_once_and_equal_the_canvas(tiny_model, size, tile, overlap):
+def test_blocks_cover_every_pixel_once_row_major_and_equal_the_canvas(tiny_model, size, tile, overlap):
     x = smooth_image(*size)
     up = Upscaler(tiny_model, device="cpu", tile=tile, overlap=overlap)
-    bands = collect(up, x[None])
+    blocks = collect(up, x[None])
     s = tiny_model.scale
-    assert len(bands) > 1
-    tops = [top for top, _ in bands]
-    heights = [int(rows.shape[2]) for _, rows in bands]
-    assert tops[0] == 0 and all(a + h == b for a, h, b in zip(tops, heights, tops[1:]))  # contiguous, in order
-    assert tops[-1] + heights[-1] == size[0] * s
-    assert max(heights) <= (tile + 2 * overlap) * s  # never more than one patch row of output
-    joined = torch.cat([rows for _, rows in bands], 2)[0]
-    assert torch.allclose(joined, canvas_reference(tiny_model, x, tile, overlap), atol=1e-6)
-    assert torch.equal(joined, up.upscale(x))
+    assert len(blocks) > 1
+    assert [(t, l) for t, l, _ in blocks] == sorted((t, l) for t, l, _ in blocks)  # row-major
+    assert max(max(b.shape[-2:]) for _, _, b in blocks) <= (tile + 2 * overlap) * s  # at most one output patch
+    out, count = assemble(blocks, (1, 3, size[0] * s, size[1] * s))
+    assert bool((count == 1).all())
+    assert torch.allclose(out[0], canvas_reference(tiny_model, x, tile, overlap), atol=1e-6)
+    assert torch.equal(out[0], up.upscale(x))
 
 
-def test_context_free_model_is_exact_band_by_band():
+def test_context_free_model_is_exact_block_by_block():
     model = PixelModel(scale=3)
     x = torch.rand(3, 45, 29)
-    bands = collect(Upscaler(model, device="cpu", tile=8, overlap=4), x[None])
+    blocks = collect(Upscaler(model, device="cpu", tile=8, overlap=4), x[None])
+    out, count = assemble(blocks, (1, 3, 135, 87))
     whole = model(x[None])[0].clamp(0, 1)
-    assert torch.allclose(torch.cat([rows for _, rows in bands], 2)[0], whole, atol=1e-6)
+    assert bool((count == 1).all()) and torch.allclose(out[0], whole, atol=1e-6)
 
 
-def test_frames_share_bands(tiny_model):
+def test_frames_share_blocks(tiny_model):
     frames = torch.stack([smooth_image(40, 48, seed=k) for k in range(3)])
     up = Upscaler(tiny_model, device="cpu", tile=16, overlap=8, batch_size=4)
-    bands = collect(up, frames)
-    assert all(rows.shape[0] == 3 for _, rows in bands)
-    joined = torch.cat([rows for _, rows in bands], 2)
+    blocks = collect(up, frames)
+    assert all(block.shape[0] == 3 for _, _, block in blocks)
+    out, _ = assemble(blocks, (3, 3, 80, 96))
     single = Upscaler(tiny_model, device="cpu", tile=16, overlap=8)
     for n in range(3):
-        assert torch.allclose(joined[n], single.upscale(frames[n]), atol=1e-5)
+        assert torch.allclose(out[n], single.upscale(frames[n]), atol=1e-5)
 
 
-def test_one_patch_is_one_band(tiny_model):
+def test_one_patch_is_one_block(tiny_model):
     x = smooth_image(20, 30)
-    bands = collect(Upscaler(tiny_model, device="cpu", tile=0), x[None])
-    assert [(top, tuple(rows.shape)) for top, rows in bands] == [(0, (1, 3, 40, 60))]
+    blocks = collect(Upscaler(tiny_model, device="cpu", tile=0), x[None])
+    assert [(top, left, tuple(b.shape)) for top, left, b in blocks] == [(0, 0, (1, 3, 40, 60))]
 
 
 def test_out_of_memory_restart_starts_again_from_the_top(tiny_model):
     x = smooth_image(64, 64)
     wrapped = OomAbove(tiny_model, limit=16 * 16)
-    up = Upscaler(wrapped, device="cpu", tile=16, overlap=8)  # patch 32: fails after no band, then 16
+    up = Upscaler(wrapped, device="cpu", tile=16, overlap=8)  # patch 32 fails at once, then 16
     canvas = torch.full((1, 3, 128, 128), -1.0)
-    tops = []
+    starts = []
 
-    def store(top, rows):
-        tops.append(top)
-        canvas[:, :, top : top + rows.shape[2]] = rows
+    def store(top, left, block):
+        starts.append((top, left))
+        canvas[:, :, top : top + block.shape[2], left : left + block.shape[3]] = block
 
     with pytest.warns(Warning, match="out of memory"):
-        up.upscale_bands(x[None], store)
-    assert wrapped.ooms >= 1 and tops[0] == 0 and canvas.min() >= 0
+        up.upscale_blocks(x[None], store)
+    assert wrapped.ooms >= 1 and starts[0] == (0, 0) and canvas.min() >= 0
     reference = Upscaler(tiny_model, device="cpu", tile=up.last_tile, overlap=up.last_overlap).upscale(x)
     assert torch.allclose(canvas[0], reference, atol=1e-6)
 
 
-def test_blender_buffer_stays_one_patch_row_and_weights_sum_to_one():
-    height, width, scale, tile, context = 100, 36, 2, 16, 6
+def test_blender_memory_is_bounded_by_the_tile_and_weights_sum_to_one():
+    height, width, scale, tile, context = 100, 236, 2, 16, 6
     rows, cols = plan_axis(height, tile, context, 3.0), plan_axis(width, tile, context, 3.0)
     got = torch.full((1, 3, height * scale, width * scale), -1.0)
-    biggest = []
 
-    def store(top, band):
-        got[:, :, top : top + band.shape[2]] = band
+    def store(top, left, block):
+        got[:, :, top : top + block.shape[2], left : left + block.shape[3]] = block
 
-    blender = BandBlender(rows, len(cols), 1, width * scale, scale, store)
+    blender = BlockBlender(rows, cols, 1, scale, store)
     for r in rows:
-        for c in reversed(cols):  # any order inside a tile row
+        for c in cols:
             blender.add(0, Tile(r, c), torch.ones(3, r.size * scale, c.size * scale))
-            if blender._buffer is not None:
-                biggest.append(int(blender._buffer.shape[2]))
-    assert torch.allclose(got, torch.ones_like(got), atol=1e-6)  # every row written once, weights sum to 1
-    assert max(biggest) <= (tile + 2 * context) * scale
+    assert torch.allclose(got, torch.ones_like(got), atol=1e-6)  # every pixel written, weights sum to 1
+    patch = (tile + 2 * context) * scale
+    assert max(blender._window.shape[-2:]) <= patch  # the open tile and its left neighbour's feather
+    assert blender._carry.shape[-2] <= 2 * context * scale  # the feather rows tile rows share, not the picture
 
 
-def test_blender_refuses_tiles_out_of_row_order():
+def test_blender_refuses_tiles_out_of_row_major_order():
     rows, cols = plan_axis(64, 16, 4, 2.0), plan_axis(40, 16, 4, 2.0)
-    blender = BandBlender(rows, len(cols), 1, 80, 2, lambda top, band: None)
+    blender = BlockBlender(rows, cols, 1, 2, lambda top, left, block: None)
     blender.add(0, Tile(rows[0], cols[0]), torch.ones(3, rows[0].size * 2, cols[0].size * 2))
-    with pytest.raises(RuntimeError, match="before tile row"):
+    with pytest.raises(RuntimeError, match="row-major"):
         blender.add(0, Tile(rows[1], cols[0]), torch.ones(3, rows[1].size * 2, cols[0].size * 2))
 
 
