@@ -35,7 +35,7 @@ from esc_cli.api.video_job import (
     resume_dir,
 )
 from esc_cli.api.video_join import join_segments
-from esc_cli.api.video_pipeline import FrameProcessor, encode_segment
+from esc_cli.api.video_pipeline import FrameProcessor, encode_segment, frame_dtype_for
 from esc_cli.engine.rescale import describe_plan, plan_passes
 from esc_cli.errors import InputError, OutputError, UsageError, VideoError
 from esc_cli.io.atomic import TEMP_MARK, check_output_path, temp_prefix
@@ -291,7 +291,8 @@ def upscale_video(
                     preset=preset, pix_fmt=pix_fmt, resume=resume, segment_seconds=segment_seconds,
                     segment_runner=segment_runner, say=say, device=engine.device_name)
     processor = FrameProcessor(engine.upscaler, model_scale=int(getattr(network, "scale", 1)), scale=scale,
-                               in_size=(info.width, info.height), out_size=job.out_size, enc_size=job.enc_size)
+                               in_size=(info.width, info.height), out_size=job.out_size, enc_size=job.enc_size,
+                               frame_dtype=frame_dtype_for(job))
     if batch_frames is None:
         batch_frames = 1 if engine.device_name.startswith("cpu") else 4
     if not resume:  # a private temporary work folder next to the output, removed in every case

@@ -3,7 +3,8 @@
 A decode thread (ffmpeg -> raw RGB -> `[3, H, W]` float tensors) feeds a bounded queue; the
 calling thread batches frames through a `FrameProcessor` (the engine, more passes and an
 antialiased bicubic resample when `scale` is not the model's, edge padding to the encoded size);
-an encode thread converts the results back to integers and streams them into an ffmpeg encoder.
+an encode thread streams the resulting integer frames into an ffmpeg encoder (the processor quantises them
+as the engine finishes their blocks; a float result is converted there).
 Queues hold a few frames, so memory does not grow with the video's length.
 
 Timing: every frame keeps the presentation timestamp of its source frame (frames travel to the
@@ -17,7 +18,7 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -28,32 +29,43 @@ from esc_cli.api.video_job import VideoJob
 from esc_cli.engine.rescale import plan_passes, resample
 from esc_cli.errors import VideoError
 from esc_cli.io.atomic import remove_quietly
-from esc_cli.io.frames import FrameReader, FrameWriter
+from esc_cli.io.canvas import quantize_into
+from esc_cli.io.frames import FrameReader, FrameWriter, raw_pix_fmt
+from esc_cli.io.probe import pix_fmt_depth
 
 _END = object()
 
 
 class FrameProcessor:
-    """Upscales a batch `[N, 3, H, W]` float `[0, 1]` to `[N, 3, eh, ew]` float `[0, 1]` (host).
+    """Upscales a batch `[N, 3, H, W]` float `[0, 1]` to `[N, 3, eh, ew]` float `[0, 1]` (host), or, with
+    `frame_dtype`, straight to the encoder's `[N, eh, ew, 3]` uint8/uint16 frames.
 
     Runs the engine `passes` times, resamples to `out_size` with antialiased bicubic when the
     model's scale does not land on it, then pads to `enc_size` by repeating the last row/column.
+    With `frame_dtype` and a model scale that lands on `out_size`, the last pass's finished blocks are
+    quantised as they leave the engine: no float frame of the output size exists (docs/engine.md,
+    "Block-wise output").
     """
 
     def __init__(self, upscaler, *, model_scale: int, scale: float, in_size: tuple[int, int],
-                 out_size: tuple[int, int], enc_size: tuple[int, int]) -> None:
+                 out_size: tuple[int, int], enc_size: tuple[int, int], frame_dtype: Optional[np.dtype] = None) -> None:
         self.upscaler = upscaler
         self.passes = plan_passes(model_scale, scale)
         self.out_size = out_size
         self.enc_size = enc_size
+        self.frame_dtype = None if frame_dtype is None else np.dtype(frame_dtype)
         self._batch = getattr(upscaler, "upscale_batch", None)
+        reach = model_scale**self.passes
+        self._blocks = getattr(upscaler, "upscale_blocks", None) if (in_size[0] * reach, in_size[1] * reach) == tuple(out_size) else None
 
     def _once(self, x: Tensor) -> Tensor:
         if self._batch is not None:
             return self._batch(x)
         return torch.stack([self.upscaler.upscale(img) for img in x])
 
-    def __call__(self, batch: Tensor) -> Tensor:
+    def __call__(self, batch: Tensor):
+        if self.frame_dtype is not None and self._blocks is not None:
+            return self._quantized(batch)
         x = batch
         for _ in range(self.passes):
             x = self._once(x)
@@ -62,13 +74,38 @@ class FrameProcessor:
         ew, eh = self.enc_size
         if (ew, eh) != (ow, oh):
             x = F.pad(x, (0, ew - ow, 0, eh - oh), mode="replicate")
+        if self.frame_dtype is not None:
+            return np.stack([to_array(frame, self.frame_dtype) for frame in x])
         return x
+
+    def _quantized(self, batch: Tensor) -> np.ndarray:
+        x = batch
+        for _ in range(self.passes - 1):
+            x = self._once(x)
+        (ow, oh), (ew, eh) = self.out_size, self.enc_size
+        frames = np.empty((int(batch.shape[0]), eh, ew, 3), dtype=self.frame_dtype)
+
+        def store(top: int, left: int, block: Tensor) -> None:
+            for n in range(int(block.shape[0])):
+                quantize_into(block[n], frames[n, top : top + block.shape[2], left : left + block.shape[3]])
+
+        assert self._blocks is not None
+        self._blocks(x.contiguous(), store)
+        frames[:, oh:, :ow] = frames[:, oh - 1 : oh, :ow]  # pad to the encoded size: repeat the edges
+        frames[:, :, ow:] = frames[:, :, ow - 1 : ow]
+        return frames
+
+
+def frame_dtype_for(job: VideoJob) -> np.dtype:
+    """The dtype of the raw frames `job`'s encoder takes (uint8, or little-endian uint16 above 8 bits)."""
+    return raw_pix_fmt(pix_fmt_depth(job.settings.pix_fmt))[1]
 
 
 def processor_for(job: VideoJob, upscaler, *, scale: float) -> FrameProcessor:
-    """The `FrameProcessor` that turns `job`'s source frames into its encoded frame size."""
+    """The `FrameProcessor` that turns `job`'s source frames into the frames its encoder takes."""
     return FrameProcessor(upscaler, model_scale=int(upscaler.scale), scale=scale,
-                          in_size=(job.info.width, job.info.height), out_size=job.out_size, enc_size=job.enc_size)
+                          in_size=(job.info.width, job.info.height), out_size=job.out_size, enc_size=job.enc_size,
+                          frame_dtype=frame_dtype_for(job))
 
 
 def to_tensor(frame: np.ndarray) -> Tensor:
@@ -116,7 +153,7 @@ def _get(q: "queue.Queue", stop: threading.Event, errors: list):
 def encode_segment(
     job: VideoJob,
     k: int,
-    processor: Callable[[Tensor], Tensor],
+    processor: Callable[[Tensor], Union[Tensor, np.ndarray]],
     *,
     batch_frames: int = 1,
     queue_frames: int = 4,
@@ -177,7 +214,8 @@ def encode_segment(
                 if item is _END:
                     break
                 t0, t1 = info.tick(i), info.tick(i + 1)
-                writer.write(to_array(item, writer.dtype), ns(t0), max(1, ns(t1) - ns(t0)))
+                frame = item if isinstance(item, np.ndarray) else to_array(item, writer.dtype)
+                writer.write(frame, ns(t0), max(1, ns(t1) - ns(t0)))
                 counts["encoded"] += 1
                 i += 1
             writer.close()

@@ -145,6 +145,24 @@ def test_frame_processor_passes_resample_and_pad(tiny_model):
     assert torch.allclose(same(x[:1])[0], up.upscale(x[0]), atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.dtype("<u2")])
+@pytest.mark.parametrize("scale,out_size,enc_size", [(2, (44, 36), (46, 38)), (2, (44, 36), (44, 36)), (3, (66, 54), (66, 54))])
+def test_frame_processor_quantises_blocks_like_the_float_path(tiny_model, dtype, scale, out_size, enc_size):
+    from esc_cli.engine import Upscaler
+
+    up = Upscaler(tiny_model, device="cpu", tile=8, overlap=4)  # several tiles: blocks leave one by one
+    x = torch.rand(2, 3, 18, 22, generator=torch.Generator().manual_seed(1))
+    float_path = FrameProcessor(up, model_scale=2, scale=scale, in_size=(22, 18), out_size=out_size, enc_size=enc_size)
+    quantised = FrameProcessor(up, model_scale=2, scale=scale, in_size=(22, 18), out_size=out_size,
+                               enc_size=enc_size, frame_dtype=dtype)
+    assert (quantised._blocks is not None) == (scale == 2)  # x3 with a x2 model resamples: the float path
+    frames = quantised(x)
+    assert isinstance(frames, np.ndarray) and frames.shape == (2, enc_size[1], enc_size[0], 3)
+    assert frames.dtype == np.dtype(dtype)
+    for n, frame in enumerate(float_path(x)):
+        assert np.array_equal(frames[n], to_array(frame, np.dtype(dtype)))
+
+
 def test_tensor_array_round_trip():
     a8 = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     assert np.array_equal(to_array(to_tensor(a8), np.dtype(np.uint8)), a8)
