@@ -1,5 +1,5 @@
-"""Quantising band by band equals quantising the whole image at once; the job drops its float result
-before encoding."""
+"""Quantising band by band equals quantising the whole image at once; a job holds only its quantised output
+between upscaling and writing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from esc_cli.io import canvas, encode
+from esc_cli.io import canvas
 
 
 @pytest.mark.parametrize("depth", [8, 16])
