@@ -97,7 +97,7 @@ class JobRun:
     def read(self) -> None:
         """Decode the input (file or stdin), checking memory and disk from its header first."""
         job, options = self.job, self.context.options
-        resources = ResourceCheck(options.scale, options.check_resources)
+        resources = ResourceCheck(options.scale, options.check_resources, self.context.processor.model_scale)
         if job.item.path is None:
             source: Union[Path, bytes] = (self.context.stdin or sys.stdin.buffer).read()
             if not source:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from esc_cli.api.outputs import ImageJob
-from esc_cli.api.pixels import target_size
+from esc_cli.api.pixels import lands_exactly, target_size
 from esc_cli.errors import InputError, OutputError
 from esc_cli.io.encode import estimate_encoded_bytes
 from esc_cli.io.images import ImageHeader
@@ -18,9 +18,10 @@ from esc_cli.io.images import ImageHeader
 class ResourceCheck:
     """Per-item memory and disk pre-check from the header alone."""
 
-    def __init__(self, scale: float, enabled: bool) -> None:
+    def __init__(self, scale: float, enabled: bool, model_scale: Optional[int] = None) -> None:
         self.scale = scale
         self.enabled = enabled
+        self.model_scale = model_scale
 
     @staticmethod
     def available_memory() -> Optional[int]:
@@ -46,15 +47,33 @@ class ResourceCheck:
         except OSError:
             return None
 
+    def memory_needed(self, header: ImageHeader) -> int:
+        """Bytes an image of this header needs at the peak, from its size, channels, depth and the scale.
+
+        Block-wise output (no alpha, and the model's last pass lands on the target size) holds only the
+        quantised output: 4 bytes per output pixel for 8-bit colour (Pillow's RGB), 1 for 8-bit gray, 4 per
+        channel at 16 bits (the array, and a copy while a TIFF is compressed). Otherwise (alpha, which may vary; a resampling after the last pass; an unknown
+        model scale) the float result exists: 4 bytes per plane (3 colour + alpha), about three live copies
+        at the peak (result, concatenation or resample, quantisation). Both add the decoded input in float
+        and its decoding temporaries (8 bytes per plane per input pixel). The engine's own buffers are
+        bounded by the tile, not the image, and left out.
+        """
+        out_h, out_w = target_size(header.height, header.width, self.scale)
+        planes = 3 + (1 if header.channels in (2, 4) else 0)
+        needed = header.width * header.height * 8 * planes
+        streamed = (self.model_scale is not None and header.channels in (1, 3)
+                    and lands_exactly(header.height, header.width, self.model_scale, self.scale))
+        if not streamed:
+            return needed + out_h * out_w * 4 * planes * 3
+        # 16 bits: the array, and a copy while a TIFF is compressed.
+        per_pixel = 4 * header.channels if header.bit_depth == 16 else (1 if header.channels == 1 else 4)
+        return needed + out_h * out_w * per_pixel
+
     def check(self, header: ImageHeader, output: Optional[Path], fmt: Optional[str], label: str) -> None:
         if not self.enabled:
             return
+        needed = self.memory_needed(header)
         out_h, out_w = target_size(header.height, header.width, self.scale)
-        pixels = out_h * out_w
-        # float32 planes the network works on (3 colour + alpha), about three live copies at the
-        # peak (engine canvas, resample/concatenation, quantisation), plus the decoded input
-        planes = 3 + (1 if header.channels in (2, 4) else 0)
-        needed = pixels * 4 * planes * 3 + header.width * header.height * 4 * planes
         memory = self.available_memory()
         if memory is not None and needed > memory:
             raise InputError(

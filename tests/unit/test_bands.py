@@ -201,3 +201,19 @@ def test_a_folder_job_never_builds_the_float_image(tmp_path, tiny_model, monkeyp
     assert summary.exit_code == 0
     with Image.open(tmp_path / "out.png") as out:
         assert out.size == (112, 80) and out.mode == "RGB"
+
+
+def test_the_memory_precheck_counts_the_quantised_output_when_blocks_stream():
+    from esc_cli.api.resources import ResourceCheck
+    from esc_cli.io.images import ImageHeader
+
+    rgb = ImageHeader(width=1000, height=500, channels=3, bit_depth=8, format="PNG")
+    out_px, in_inputs = 4000 * 2000, 1000 * 500 * 8 * 3
+    assert ResourceCheck(4, True, model_scale=4).memory_needed(rgb) == in_inputs + out_px * 4
+    gray16 = ImageHeader(width=1000, height=500, channels=1, bit_depth=16, format="PNG")
+    assert ResourceCheck(4, True, model_scale=4).memory_needed(gray16) == 1000 * 500 * 8 * 3 + out_px * 4
+    float_path = in_inputs + out_px * 4 * 3 * 3  # three float copies of the result
+    assert ResourceCheck(4, True, model_scale=None).memory_needed(rgb) == float_path  # model unknown
+    assert ResourceCheck(3, True, model_scale=4).memory_needed(rgb) > in_inputs + 3000 * 1500 * 4 * 3 * 2  # resampled
+    rgba = ImageHeader(width=1000, height=500, channels=4, bit_depth=8, format="PNG")
+    assert ResourceCheck(4, True, model_scale=4).memory_needed(rgba) == 1000 * 500 * 8 * 4 + out_px * 4 * 4 * 3
