@@ -64,15 +64,16 @@ def batches_by_shape(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
 
 def row_major_batches(rows: Sequence[Span], cols: Sequence[Span], images: int, size: int) -> list[list[Item]]:
     """Forward-pass groups in row-major tile order (for block-wise output): tile row after tile row, column
-    after column, every frame of a tile together. A group holds at most `size` consecutive items of equal shape,
-    so it never reorders tiles (only a row's last column can differ in shape).
+    after column, every frame of a tile together. A group holds at most `size` consecutive items of equal shape
+    (it may run on into the next tile row), so it never reorders tiles. Only a row's last column and the last
+    tile row can differ in shape, so on accelerators nearly all interior tiles still fill whole batches.
     """
     groups: list[list[Item]] = []
     for r in rows:
         for c in cols:
             for i in range(images):
                 tile = Tile(r, c)
-                if groups and len(groups[-1]) < size and groups[-1][0][1].shape == tile.shape and groups[-1][0][1].rows == r:
+                if groups and len(groups[-1]) < size and groups[-1][0][1].shape == tile.shape:
                     groups[-1].append((i, tile))
                 else:
                     groups.append([(i, tile)])

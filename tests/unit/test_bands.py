@@ -217,3 +217,14 @@ def test_the_memory_precheck_counts_the_quantised_output_when_blocks_stream():
     assert ResourceCheck(3, True, model_scale=4).memory_needed(rgb) > in_inputs + 3000 * 1500 * 4 * 3 * 2  # resampled
     rgba = ImageHeader(width=1000, height=500, channels=4, bit_depth=8, format="PNG")
     assert ResourceCheck(4, True, model_scale=4).memory_needed(rgba) == 1000 * 500 * 8 * 4 + out_px * 4 * 4 * 3
+
+
+def test_row_major_batches_keep_tile_order_and_fill_batches():
+    from esc_cli.engine.schedule import row_major_batches
+
+    rows, cols = plan_axis(96, 16, 8, 4.0), plan_axis(64, 16, 8, 4.0)  # 64 = 3 x 16 + 16: every column full
+    groups = row_major_batches(rows, cols, 2, 8)
+    flat = [item for group in groups for item in group]
+    assert flat == [(i, Tile(r, c)) for r in rows for c in cols for i in range(2)]  # row-major, frames together
+    assert all(len({t.shape for _, t in group}) == 1 and len(group) <= 8 for group in groups)
+    assert [len(g) for g in groups] == [8, 8, 8, 6]  # 30 items of one shape: batches run on across tile rows
