@@ -52,9 +52,10 @@ class ResourceCheck:
 
         Block-wise output (no alpha, and the model's last pass lands on the target size) holds only the
         quantised output: 4 bytes per output pixel for 8-bit colour (Pillow's RGB), 1 for 8-bit gray, 4 per
-        channel at 16 bits (the array, and a copy while a TIFF is compressed). Otherwise (alpha, which may vary; a resampling after the last pass; an unknown
-        model scale) the float result exists: 4 bytes per plane (3 colour + alpha), about three live copies
-        at the peak (result, concatenation or resample, quantisation). Both add the decoded input in float
+        channel at 16 bits (the array, and a copy while a TIFF is compressed). Otherwise (alpha, which may
+        vary; a resampling after the last pass; an unknown model scale) the float result exists: 4 bytes per
+        plane (3 colour + alpha), about three live copies at the peak (result, concatenation or resample,
+        quantisation). Both add the decoded input in float
         and its decoding temporaries (8 bytes per plane per input pixel). The engine's own buffers are
         bounded by the tile, not the image, and left out.
         """
@@ -65,7 +66,6 @@ class ResourceCheck:
                     and lands_exactly(header.height, header.width, self.model_scale, self.scale))
         if not streamed:
             return needed + out_h * out_w * 4 * planes * 3
-        # 16 bits: the array, and a copy while a TIFF is compressed.
         per_pixel = 4 * header.channels if header.bit_depth == 16 else (1 if header.channels == 1 else 4)
         return needed + out_h * out_w * per_pixel
 

@@ -29,7 +29,7 @@ from esc_cli.api.video_job import VideoJob
 from esc_cli.engine.rescale import plan_passes, resample
 from esc_cli.errors import VideoError
 from esc_cli.io.atomic import remove_quietly
-from esc_cli.io.canvas import quantize_into
+from esc_cli.io.canvas import quantize, quantize_into
 from esc_cli.io.frames import FrameReader, FrameWriter, raw_pix_fmt
 from esc_cli.io.probe import pix_fmt_depth
 
@@ -56,7 +56,8 @@ class FrameProcessor:
         self.frame_dtype = None if frame_dtype is None else np.dtype(frame_dtype)
         self._batch = getattr(upscaler, "upscale_batch", None)
         reach = model_scale**self.passes
-        self._blocks = getattr(upscaler, "upscale_blocks", None) if (in_size[0] * reach, in_size[1] * reach) == tuple(out_size) else None
+        lands = (in_size[0] * reach, in_size[1] * reach) == tuple(out_size)
+        self._blocks = getattr(upscaler, "upscale_blocks", None) if lands else None
 
     def _once(self, x: Tensor) -> Tensor:
         if self._batch is not None:
@@ -74,9 +75,12 @@ class FrameProcessor:
         ew, eh = self.enc_size
         if (ew, eh) != (ow, oh):
             x = F.pad(x, (0, ew - ow, 0, eh - oh), mode="replicate")
-        if self.frame_dtype is not None:
-            return np.stack([to_array(frame, self.frame_dtype) for frame in x])
-        return x
+        if self.frame_dtype is None:
+            return x
+        frames = np.empty((int(x.shape[0]), eh, ew, 3), dtype=self.frame_dtype)
+        for n, frame in enumerate(x):
+            quantize_into(frame, frames[n])
+        return frames
 
     def _quantized(self, batch: Tensor) -> np.ndarray:
         x = batch
@@ -120,10 +124,7 @@ def to_tensor(frame: np.ndarray) -> Tensor:
 
 def to_array(image: Tensor, dtype: np.dtype) -> np.ndarray:
     """`[3, H, W]` float in `[0, 1]` -> `[H, W, 3]` uint8 or uint16 (rounded, clamped)."""
-    if dtype == np.uint8:
-        return image.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    arr = image.clamp(0, 1).mul(65535).round_().to(torch.int32).permute(1, 2, 0).contiguous().numpy()
-    return arr.astype(dtype)
+    return quantize(image, 16 if np.dtype(dtype).itemsize == 2 else 8)
 
 
 # --------------------------------------------------------------------------- one segment

@@ -155,7 +155,7 @@ class Upscaler:
         result: list[Tensor] = []
 
         def keep(top: int, left: int, block: Tensor) -> None:
-            if tuple(block.shape) == full:  # one pass over the whole image: its output is the result, no copy
+            if tuple(block.shape) == full:  # the whole output in one block (so the last one): kept, no copy
                 result[:] = [block]
                 return
             if not result or tuple(result[0].shape) != full:

@@ -1,9 +1,9 @@
-"""The output image while it is filled: float rows in, quantised band by band into the layout the format stores.
+"""The output image while it is filled: float blocks in, quantised into the layout the output format stores.
 
 An upscaled image reaches the encoder as a `PreparedImage`. Its pixels are already 8- or 16-bit: 8-bit data
 in a Pillow image (the encoders read it without another copy; RGB costs 4 bytes per pixel, gray 1), 16-bit
-data in a numpy array `[H, W, C]` uint16 (esc encodes 16-bit PNG and TIFF itself). Rows can be written as
-they are finished (`PreparedImage.write`), so the float result never has to exist at full size.
+data in a numpy array `[H, W, C]` uint16 (esc encodes 16-bit PNG and TIFF itself). Blocks can be written as
+the engine finishes them (`PreparedImage.write`), so the float result never has to exist at full size.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def flatten_alpha(pixels: Tensor, background: float = 1.0) -> Tensor:
 
 
 class PreparedImage:
-    """A quantised output image for one format ("png", "jpeg", "webp", "tiff"), filled band by band.
+    """A quantised output image for one format ("png", "jpeg", "webp", "tiff"), filled block by block.
 
     `channels` and `bit_depth` describe the source pixels (`ImageData` layout: 1 gray, 2 gray+alpha, 3 RGB,
     4 RGBA; 8 or 16 bits). The format decides what is stored: JPEG and WebP store 8 bits (a note says so),

@@ -18,7 +18,14 @@ import numpy as np
 from PIL import Image, ImageFile, TiffImagePlugin, features
 
 from esc_cli.io.canvas import PreparedImage, prepare_image
-from esc_cli.io.images import DEFAULT_PNG_LEVEL, DEFAULT_QUALITY, EXIF_IFD_TAG, GPS_IFD_TAG, TIFF_STRUCTURE_TAGS, ImageData
+from esc_cli.io.images import (
+    DEFAULT_PNG_LEVEL,
+    DEFAULT_QUALITY,
+    EXIF_IFD_TAG,
+    GPS_IFD_TAG,
+    TIFF_STRUCTURE_TAGS,
+    ImageData,
+)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
