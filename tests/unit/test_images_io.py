@@ -212,3 +212,15 @@ def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_png16_rows_deflated_in_bands_round_trip_exactly():
+    from esc_cli.io import encode
+
+    rows = encode.PNG16_ROWS * 2 + 37  # three bands: the "Up" filter must carry the row above across bands
+    arr = (RNG.random((rows, 9, 3)) * 65535).astype(np.uint16)
+    data = encode_png16(arr, level=1)
+    assert data.count(b"IDAT") >= 2
+    back = read_image(data)
+    assert back.bit_depth == 16 and back.channels == 3
+    assert np.array_equal(as_uint(back, 65535), arr.astype(np.int64))
