@@ -51,7 +51,6 @@ class BatchRenderer:
         self.progress: Optional[Progress] = None
         self.overall: Optional[TaskID] = None
         self.current: Optional[TaskID] = None
-        self.download_task: Optional[TaskID] = None
 
     def __enter__(self) -> "BatchRenderer":
         if self.fancy:
@@ -63,6 +62,11 @@ class BatchRenderer:
                 console=err_console,
                 transient=True,  # the bars go; the item lines above them and the summary stay
             )
+            # Both bars exist from the start and stay visible, so the live area's height never changes: Rich
+            # positions the cursor for a printed line from the last drawn height, and its refresh thread may draw
+            # in between (a line printed while the height changes can be erased by the next one).
+            self.overall = self.progress.add_task(fit_label("images"), total=None)
+            self.current = self.progress.add_task(fit_label(""), total=None)
             self.progress.start()
         return self
 
@@ -81,11 +85,9 @@ class BatchRenderer:
 
     def download(self, done: int, total: Optional[int]) -> None:
         """Model download progress (bytes), shown only with the live bars."""
-        if self.progress is None:
+        if self.progress is None or self.current is None:
             return
-        if self.download_task is None:
-            self.download_task = self.progress.add_task(fit_label("model download"), total=total)
-        self.progress.update(self.download_task, completed=done, total=total)
+        self.progress.update(self.current, description=fit_label("model download"), completed=done, total=total)
 
     def note(self, message: str) -> None:
         if not self.quiet:
@@ -101,7 +103,7 @@ class BatchRenderer:
         elif isinstance(event, ItemStarted):
             if self.progress is not None and self.current is not None:
                 # no total yet: an indeterminate bar and the elapsed time until tiles are known
-                self.progress.reset(self.current, total=None, description=fit_label(event.input), visible=True)
+                self.progress.reset(self.current, total=None, description=fit_label(event.input))
         elif isinstance(event, ItemProgress):
             if event.notice:
                 self.note(event.notice)
@@ -115,11 +117,9 @@ class BatchRenderer:
                 err_console.print(summary_line(event), highlight=False, markup=False)
 
     def _started(self, event: BatchStarted) -> None:
-        if self.progress is not None:
-            if self.download_task is not None:
-                self.progress.update(self.download_task, visible=False)
-            self.overall = self.progress.add_task(fit_label("images"), total=event.total)
-            self.current = self.progress.add_task(fit_label(""), total=None, visible=False)
+        if self.progress is not None and self.overall is not None and self.current is not None:
+            self.progress.update(self.overall, total=event.total)
+            self.progress.reset(self.current, total=None, description=fit_label(""))
         if not self.quiet:
             self._print(
                 f"esc: {event.total} item(s), model {event.model} (x{event.model_scale}), "
@@ -129,8 +129,6 @@ class BatchRenderer:
     def _finished(self, event: ItemFinished) -> None:
         if self.progress is not None and self.overall is not None:
             self.progress.advance(self.overall)
-            if self.current is not None:
-                self.progress.update(self.current, visible=False)
         if event.status == "failed":
             self._print(f"[bold red]failed:[/] {escape(event.error or event.input)}", markup=True)
             return
